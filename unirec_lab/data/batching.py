@@ -1,0 +1,87 @@
+"""Batches as index slices over in-memory tensors: no per-row ``__getitem__``, no collate, no workers.
+
+Training order is a function of (seed, epoch) only, so a resumed run sees the same batches as an
+uninterrupted one. Under DDP each rank takes a disjoint, contiguous share of the epoch's order; evaluation
+shards are disjoint and unpadded, so no row is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+Batch = dict[str, torch.Tensor]
+
+
+def mixed_epoch_order(scenario: torch.Tensor, num_scenarios: int, alpha: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Row indices for one epoch: scenario ``s`` contributes ``N * n_s^alpha / sum n^alpha`` rows, shuffled.
+
+    ``alpha=1`` is a plain shuffle of all rows; ``alpha=0`` gives every scenario the same number of rows
+    (small scenarios are repeated, large ones subsampled).
+    """
+    n = len(scenario)
+    if alpha == 1.0 or num_scenarios == 1:
+        return torch.randperm(n, generator=generator)
+    sizes = torch.bincount(scenario, minlength=num_scenarios).double()
+    present = sizes > 0
+    share = torch.where(present, sizes.clamp(min=1) ** alpha, torch.zeros_like(sizes))
+    quota = torch.round(n * share / share.sum()).long()
+    order = torch.argsort(scenario, stable=True)
+    starts = torch.cumsum(sizes.long(), 0) - sizes.long()
+    parts = []
+    for s in torch.nonzero(present).flatten().tolist():
+        size = int(sizes[s])
+        reps = -(-int(quota[s]) // size)
+        local = torch.cat([torch.randperm(size, generator=generator) for _ in range(max(reps, 1))])[: int(quota[s])]
+        parts.append(order[starts[s] + local])
+    idx = torch.cat(parts)
+    return idx[torch.randperm(len(idx), generator=generator)]
+
+
+class TensorBatches:
+    """An iterable of batches sliced from a dict of equally long tensors."""
+
+    def __init__(self, tensors: Batch, batch_size: int, shuffle: bool, seed: int = 0,
+                 epoch_fn: Callable[[], int] | None = None, num_scenarios: int = 1, mix_alpha: float = 1.0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size={batch_size}, expected a positive integer")
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch_fn = epoch_fn or (lambda: 0)
+        self.num_scenarios = num_scenarios
+        self.mix_alpha = mix_alpha
+        self.rank, self.world_size = rank, world_size
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            per = -(-self.n // self.world_size)  # contiguous, disjoint, unpadded shards
+            return torch.arange(self.rank * per, min(self.n, (self.rank + 1) * per))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+        order = mixed_epoch_order(self.tensors["scenario"], self.num_scenarios, self.mix_alpha, g)
+        if self.world_size > 1:  # equal-length shards so every rank runs the same number of steps
+            per = len(order) // self.world_size
+            order = order[self.rank * per:(self.rank + 1) * per]
+        return order
+
+    def __len__(self) -> int:
+        if not self.shuffle:
+            return -(-len(self._order()) // self.batch_size)
+        n = self.n if self.mix_alpha == 1.0 or self.num_scenarios == 1 else len(self._order()) * self.world_size
+        return -(-(n // self.world_size) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self._order()
+        if not self.shuffle and len(order) and bool((order[1:] - order[:-1] == 1).all()):
+            lo = int(order[0])
+            for i in range(0, len(order), self.batch_size):  # pure slices: views, no copies
+                yield {k: v[lo + i: lo + i + self.batch_size] for k, v in self.tensors.items()}
+            return
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield {k: v[idx] for k, v in self.tensors.items()}

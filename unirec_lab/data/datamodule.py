@@ -1,0 +1,138 @@
+"""``MultiScenarioDataModule``: scenario bundles loaded once into tensors, served as mixed batches.
+
+Every row carries its scenario index, global user/item ids, label, a global group id (scenario-offset so two
+scenarios' groups never merge), a global row id (used to count each evaluation row exactly once) and its
+behaviour history padded to ``history_len`` (global item ids, 0 = padding).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from unirec_lab.data.batching import Batch, TensorBatches
+from unirec_lab.data.features import FeatureSpace, build_feature_space
+from unirec_lab.data.history import SPLIT_LEVEL, build_histories, pad_histories
+from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
+from unirec_lab.data.schema import SPLITS, Bundle, read_bundle
+
+log = logging.getLogger(__name__)
+
+
+def scenario_tensors(bundle: Bundle, space: FeatureSpace, s_idx: int, history_len: int,
+                     group_offset: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+    """Arrays per split for one scenario, in global id space. Returns them and the scenario's group count."""
+    name = space.scenarios[s_idx]
+    df = bundle.interactions
+    level = df["split"].map(SPLIT_LEVEL).to_numpy()
+    if "history" in df.columns:
+        hist = pad_histories(df["history"], history_len)
+    else:
+        hist = build_histories(df["user"].to_numpy(), df["item"].to_numpy(), df["label"].to_numpy(),
+                               df["ts"].to_numpy(), level, history_len)
+    hist = np.where(hist >= 0, hist + space.item_offset[name] + 1, 0)
+    raw_group = df["group"].to_numpy() if "group" in df.columns else df["user"].to_numpy()
+    uniq, group = np.unique(raw_group, return_inverse=True)
+    cols = {
+        "scenario": np.full(len(df), s_idx, dtype=np.int64),
+        "user": space.global_users(name, df["user"].to_numpy()),
+        "item": space.global_items(name, df["item"].to_numpy()),
+        "label": df["label"].to_numpy(dtype=np.float32),
+        "group": group.astype(np.int64) + group_offset,
+        "history": hist,
+    }
+    out = {}
+    for split in SPLITS:
+        m = level == SPLIT_LEVEL[split]
+        out[split] = {k: v[m] for k, v in cols.items()}
+    return out, len(uniq)
+
+
+class MultiScenarioDataModule(pl.LightningDataModule):
+    """Loads the selected scenarios' bundles (preparing them on first use) and serves batches."""
+
+    def __init__(self, scenarios: Mapping[str, Any], cache_dir: str | Path, batch_size: int = 1024,
+                 eval_batch_size: int = 8192, history_len: int = 20, mix_alpha: float = 1.0,
+                 shuffle_seed: int = 0) -> None:
+        super().__init__()
+        if not scenarios:
+            raise ValueError("scenarios is empty: select at least one, e.g. scenario=synthetic")
+        if history_len < 0:
+            raise ValueError(f"data.history_len={history_len}, expected >= 0")
+        if mix_alpha < 0:
+            raise ValueError(f"data.mix_alpha={mix_alpha}, expected >= 0")
+        self.sources: dict[str, ScenarioSource] = {}
+        self.loss_weights: dict[str, float] = {}
+        for key, sc in scenarios.items():
+            src = sc["source"] if isinstance(sc, Mapping) else sc
+            if getattr(src, "name", key) != key:
+                raise ValueError(f"scenario {key!r}: its source is named {src.name!r}; they must match")
+            self.sources[key] = src
+            self.loss_weights[key] = float(sc.get("loss_weight", 1.0)) if isinstance(sc, Mapping) else 1.0
+        self.cache_dir = Path(cache_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.history_len, self.mix_alpha, self.shuffle_seed = history_len, mix_alpha, shuffle_seed
+        self.bundles: dict[str, Bundle] = {}
+        self.space: FeatureSpace | None = None
+        self.splits: dict[str, Batch] = {}
+
+    @property
+    def scenario_names(self) -> list[str]:
+        return list(self.sources)
+
+    def prepare_data(self) -> None:
+        for src in self.sources.values():
+            prepare_bundle(src, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.space is not None:
+            return
+        self.bundles = {k: read_bundle(prepare_bundle(s, self.cache_dir)) for k, s in self.sources.items()}
+        self.space = build_feature_space(self.bundles)
+        parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
+        group_offset = 0
+        for s_idx, (name, b) in enumerate(self.bundles.items()):
+            arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset)
+            group_offset += n_groups
+            for split in SPLITS:
+                parts[split].append(arrays[split])
+        for split in SPLITS:
+            cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
+            cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
+            self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+        log.info("rows per split: %s", {s: len(t["label"]) for s, t in self.splits.items()})
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    def train_dataloader(self) -> TensorBatches:
+        rank, world = self._rank()
+        return TensorBatches(self.splits["train"], self.batch_size, shuffle=True, seed=self.shuffle_seed,
+                             epoch_fn=self._epoch, num_scenarios=len(self.sources), mix_alpha=self.mix_alpha,
+                             rank=rank, world_size=world)
+
+    def _eval_loader(self, split: str) -> TensorBatches:
+        rank, world = self._rank()
+        return TensorBatches(self.splits[split], self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._eval_loader("test")
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {k: {kk: vv for kk, vv in b.stats.items() if kk != "provenance"} for k, b in self.bundles.items()}

@@ -1,0 +1,222 @@
+"""Raw-data plumbing shared by the real-scenario loaders.
+
+- where the raw data lives (:func:`default_raw_dir`: env ``UNIREC_RAW_DIR``, else ``<repo>/../shared/data``);
+- :class:`RawDataset`: one dataset folder (e.g. ``ecommerce/amazon_s3rec``) with its ``MANIFEST.tsv``;
+  checks that a file exists and that its sha256 matches the manifest, with one clear line when not;
+- sha256 of a file, cached in memory per ``(path, size, mtime)`` so a cached re-run does not re-hash;
+- line-numbered parsers for the integer text formats the datasets use.
+
+Every failure raises :class:`RawDataError` (a :class:`~unirec_lab.data.schema.BundleError`) whose message names
+the file and what is wrong, plus how to get the data when it is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unirec_lab.data.schema import BundleError
+
+MANIFEST = "MANIFEST.tsv"
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+class RawDataError(BundleError):
+    """A raw data file is missing, corrupt or does not match its manifest."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def default_raw_dir() -> Path:
+    """``$UNIREC_RAW_DIR`` if set, else ``../shared/data`` next to the repository (same rule as conf/paths)."""
+    env = os.environ.get("UNIREC_RAW_DIR")
+    return Path(env) if env else repo_root().parent / "shared" / "data"
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, cached per (resolved path, size, mtime_ns)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    hit = _SHA_CACHE.get(key)
+    if hit is not None:
+        return hit
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    digest = h.hexdigest()
+    _SHA_CACHE[key] = digest
+    return digest
+
+
+def clear_sha_cache() -> None:
+    _SHA_CACHE.clear()
+
+
+def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
+    """Parse ``MANIFEST.tsv`` (header ``file bytes sha256 source``) into ``{file: (bytes, sha256)}``."""
+    out: dict[str, tuple[int, str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or (lineno == 1 and line.startswith("file\t")):
+                continue
+            parts = line.split("\t")
+            if len(parts) < 3 or not parts[1].isdigit() or len(parts[2]) != 64:
+                raise RawDataError(f"{path}:{lineno}: expected 'file<TAB>bytes<TAB>sha256<TAB>source', "
+                                   f"got {line[:80]!r}")
+            out[parts[0]] = (int(parts[1]), parts[2].lower())
+    return out
+
+
+def download_hint(dataset: str, root: Path) -> str:
+    return f"get it with: python -m unirec_lab.data.download --dest {root} {dataset} (or set UNIREC_RAW_DIR)"
+
+
+@dataclass
+class RawDataset:
+    """One dataset folder under the raw root, e.g. ``RawDataset(root, "ecommerce/amazon_s3rec")``."""
+
+    root: Path
+    subdir: str
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def key(self) -> str:
+        return self.subdir.rsplit("/", 1)[-1]
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.subdir
+
+    def check_dir(self) -> None:
+        if not self.root.is_dir():
+            raise RawDataError(f"raw data directory {self.root} does not exist; "
+                               f"{download_hint(self.key, self.root)}")
+        if not self.path.is_dir():
+            raise RawDataError(f"raw data folder {self.path} does not exist; {download_hint(self.key, self.root)}")
+
+    def expected(self) -> dict[str, tuple[int, str]]:
+        """The manifest of this folder: its ``MANIFEST.tsv``, else the copy built into the download registry."""
+        m = self.path / MANIFEST
+        if m.is_file():
+            return read_manifest(m)
+        from unirec_lab.data.download import registry_manifest
+
+        return registry_manifest(self.key)
+
+    def file(self, name: str) -> Path:
+        """Path of a raw file after checking it exists (sha256 is checked by :meth:`sha256`)."""
+        self.check_dir()
+        p = self.path / name
+        if not p.is_file():
+            raise RawDataError(f"raw file {p} is missing; {download_hint(self.key, self.root)}")
+        return p
+
+    def sha256(self, name: str) -> str:
+        """sha256 of one raw file, checked against the manifest (size first: cheap and catches truncation)."""
+        p = self.file(name)
+        exp = self.expected().get(name) if self.verify else None
+        if exp is not None and p.stat().st_size != exp[0]:
+            raise RawDataError(f"raw file {p} has {p.stat().st_size} bytes but {self.path / MANIFEST} says "
+                               f"{exp[0]} (truncated or modified; re-download it)")
+        digest = sha256_file(p)
+        if exp is not None and digest != exp[1]:
+            raise RawDataError(f"raw file {p} has sha256 {digest[:16]}... but {self.path / MANIFEST} says "
+                               f"{exp[1][:16]}... (modified or corrupt; re-download it)")
+        if self.verify and exp is None:
+            raise RawDataError(f"raw file {p} is not listed in {self.path / MANIFEST}, so it cannot be verified")
+        return digest
+
+    def hashes(self, names: Iterable[str]) -> dict[str, str]:
+        return {f"{self.subdir}/{n}": self.sha256(n) for n in names}
+
+
+# --------------------------------------------------------------------------------------------- parsing helpers
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file without their line ends (a trailing empty line is dropped)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RawDataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r") for ln in lines]
+
+
+def parse_int_list(line: str, path: Path, lineno: int, sep: str | None = ",") -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``; a bad token raises :class:`RawDataError` naming file and line."""
+    parts = line.strip().split(sep)
+    if sep is not None and parts and parts[-1] == "":  # tolerate one trailing separator
+        parts.pop()
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        bad = next(p for p in parts if not _is_int(p))
+        raise RawDataError(f"{path}:{lineno}: expected integers, found {bad!r} in {line[:60]!r}") from None
+
+
+def parse_int_array(line: str, path: Path, lineno: int, sep: str = ",") -> np.ndarray:
+    """Fast ``"1,2,3"`` -> int64 array (numpy's C parser); falls back to :func:`parse_int_list` to name a bad
+    token with its line number."""
+    stripped = line.strip()
+    if stripped.endswith(sep):
+        stripped = stripped[: -len(sep)]
+    if stripped:
+        try:
+            arr = np.fromstring(stripped, dtype=np.int64, sep=sep)
+            if len(arr) == stripped.count(sep) + 1:
+                return arr
+        except ValueError:
+            pass
+    if not stripped:
+        raise RawDataError(f"{path}:{lineno}: expected a {sep!r}-separated list of integers, got an empty line")
+    return np.asarray(parse_int_list(stripped, path, lineno, sep), dtype=np.int64)
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def read_int_table(path: Path, ncols: int, sep: str, names: list[str]) -> pd.DataFrame:
+    """A headerless table of ``ncols`` integer columns, parsed vectorised; a bad line is reported by number."""
+    try:
+        df = pd.read_csv(path, sep=sep, header=None, names=names, dtype=np.int64, engine="c",
+                         skip_blank_lines=True)
+        if df.shape[1] == ncols and not df.isna().any().any():
+            return df
+    except (ValueError, pd.errors.ParserError):
+        pass
+    for lineno, line in enumerate(read_lines(path), 1):  # slow path only to name the bad line
+        if not line.strip():
+            continue
+        parts = line.split(sep)
+        if len(parts) != ncols or not all(_is_int(p) for p in parts):
+            raise RawDataError(f"{path}:{lineno}: expected {ncols} {sep!r}-separated integers, got {line[:80]!r}")
+    raise RawDataError(f"{path}: could not be parsed as {ncols} {sep!r}-separated integer columns")
+
+
+def ragged_to_flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``[[1,2],[3]]`` -> (values ``[1,2,3]``, lengths ``[2,1]``)."""
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    values = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lengths.sum()))
+    return values, lengths

@@ -1,0 +1,216 @@
+"""Per-scenario evaluation metrics, exact and vectorised.
+
+- ``auc``: ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties (= sklearn).
+- ``logloss``: mean binary cross-entropy computed from logits (stable; = sklearn's ``log_loss`` on sigmoids).
+- ``gauc``: AUC per group, weighted by group size; groups with a single class are skipped.
+- ``ndcg@K``, ``hr@K``, ``mrr``: ranking within each group (impression, user, or 1-vs-N candidate set) by
+  score, ties broken by row order; groups without a positive are skipped. Gain is the binary label,
+  discount ``1/log2(rank+1)``; ``hr@K`` = 1 if a positive is in the top K; ``mrr`` = 1 / rank of the first
+  positive.
+
+:class:`ScenarioEvaluator` keeps one epoch's predictions (bounded by the evaluation set, reset every epoch),
+gathers them across ranks and counts every row once by its global row id, so DDP padding cannot skew it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+METRIC_PATTERN = re.compile(r"^(auc|logloss|gauc|mrr|ndcg@\d+|hr@\d+)$")
+VALID_METRICS = "auc, logloss, gauc, mrr, ndcg@K, hr@K (K a positive integer)"
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their average rank (as ``scipy.stats.rankdata``)."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new = np.concatenate([[True], xs[1:] != xs[:-1]])
+    run_id = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.concatenate([starts[1:], [len(xs)]])
+    avg = (starts + ends + 1) / 2.0  # mean of 1-based positions start+1 .. end
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = avg[run_id]
+    return ranks
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    labels = np.asarray(labels) > 0.5
+    n_pos = labels.sum()
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = _average_ranks(np.asarray(scores, dtype=np.float64))
+    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, logits: np.ndarray) -> float:
+    y = np.asarray(labels, dtype=np.float64)
+    z = np.asarray(logits, dtype=np.float64)
+    # log(1 + exp(-|z|)) + max(z, 0) - y z  ==  -[y log s(z) + (1-y) log(1-s(z))]
+    return float(np.mean(np.logaddexp(0.0, -np.abs(z)) + np.maximum(z, 0.0) - y * z))
+
+
+def _group_sort(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order rows by (group, score desc, row); return order, group start offsets, group sizes."""
+    order = np.lexsort((np.arange(len(scores)), -scores, groups))
+    g = groups[order]
+    new = np.concatenate([[True], g[1:] != g[:-1]])
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.concatenate([starts, [len(g)]]))
+    return order, starts, sizes
+
+
+def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
+    y = np.asarray(labels) > 0.5
+    s = np.asarray(scores, dtype=np.float64)
+    g = np.asarray(groups)
+    if len(y) == 0:
+        return float("nan")
+    # average ranks of scores within each group: rank the pair (group, score) globally, subtract group offset
+    order = np.lexsort((s, g))
+    gs, ss = g[order], s[order]
+    new_g = np.concatenate([[True], gs[1:] != gs[:-1]])
+    new_run = new_g | np.concatenate([[True], ss[1:] != ss[:-1]])
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_end = np.concatenate([run_start[1:], [len(gs)]])
+    g_start_of_row = np.maximum.accumulate(np.where(new_g, np.arange(len(gs)), 0))
+    g_start_of_run = g_start_of_row[run_start]
+    avg = (run_start + run_end + 1) / 2.0 - g_start_of_run
+    ranks = avg[run_id]
+    ys = y[order]
+    gid = np.cumsum(new_g) - 1
+    n_groups = gid[-1] + 1
+    n_pos = np.bincount(gid, weights=ys, minlength=n_groups)
+    size = np.bincount(gid, minlength=n_groups).astype(np.float64)
+    n_neg = size - n_pos
+    rank_sum = np.bincount(gid, weights=ranks * ys, minlength=n_groups)
+    ok = (n_pos > 0) & (n_neg > 0)
+    if not ok.any():
+        return float("nan")
+    g_auc = (rank_sum[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2.0) / (n_pos[ok] * n_neg[ok])
+    return float(np.sum(g_auc * size[ok]) / np.sum(size[ok]))
+
+
+def _ranked(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray):
+    y = (np.asarray(labels) > 0.5).astype(np.float64)
+    order, starts, sizes = _group_sort(np.asarray(groups), np.asarray(scores, dtype=np.float64))
+    gid = np.repeat(np.arange(len(starts)), sizes)
+    pos_in_group = np.arange(len(order)) - np.repeat(starts, sizes)  # 0-based rank
+    return y[order], gid, pos_in_group, len(starts)
+
+
+def ndcg_at_k(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) -> float:
+    ys, gid, rank, n_groups = _ranked(labels, scores, groups)
+    if n_groups == 0:
+        return float("nan")
+    disc = 1.0 / np.log2(rank + 2.0)
+    top = rank < k
+    dcg = np.bincount(gid, weights=ys * disc * top, minlength=n_groups)
+    n_pos = np.bincount(gid, weights=ys, minlength=n_groups)
+    # ideal: all positives first -> sum_{r < min(n_pos, k)} 1/log2(r+2)
+    cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])
+    idcg = cum[np.minimum(n_pos, k).astype(np.int64)]
+    ok = n_pos > 0
+    return float(np.mean(dcg[ok] / idcg[ok])) if ok.any() else float("nan")
+
+
+def hr_at_k(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) -> float:
+    ys, gid, rank, n_groups = _ranked(labels, scores, groups)
+    hit = np.bincount(gid, weights=ys * (rank < k), minlength=n_groups) > 0
+    ok = np.bincount(gid, weights=ys, minlength=n_groups) > 0
+    return float(hit[ok].mean()) if ok.any() else float("nan")
+
+
+def mrr(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
+    ys, gid, rank, n_groups = _ranked(labels, scores, groups)
+    first = np.full(n_groups, np.inf)
+    np.minimum.at(first, gid[ys > 0], rank[ys > 0])
+    ok = np.isfinite(first)
+    return float(np.mean(1.0 / (first[ok] + 1.0))) if ok.any() else float("nan")
+
+
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def metric_fn(name: str) -> MetricFn:
+    """``(labels, logits, groups) -> value`` for a metric name; unknown names fail listing the valid ones."""
+    if not METRIC_PATTERN.match(name):
+        raise ValueError(f"unknown metric {name!r}; valid: {VALID_METRICS}")
+    if name == "auc":
+        return lambda y, z, g: auc(y, z)
+    if name == "logloss":
+        return lambda y, z, g: logloss(y, z)
+    if name == "gauc":
+        return gauc
+    if name == "mrr":
+        return mrr
+    kind, k = name.split("@")
+    if int(k) <= 0:
+        raise ValueError(f"unknown metric {name!r}; valid: {VALID_METRICS}")
+    fn = ndcg_at_k if kind == "ndcg" else hr_at_k
+    return lambda y, z, g: fn(y, z, g, int(k))
+
+
+class ScenarioEvaluator:
+    """Collects one evaluation epoch and computes ``{scenario: {metric: value}}``."""
+
+    def __init__(self, scenarios: Sequence[str], metrics: Sequence[str]) -> None:
+        if not metrics:
+            raise ValueError("metrics is empty; valid: " + VALID_METRICS)
+        self.scenarios = list(scenarios)
+        self.metrics = {m: metric_fn(m) for m in metrics}
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: list[dict[str, torch.Tensor]] = []
+
+    def update(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
+        self._parts.append({"row": batch["row"].detach().cpu(), "scenario": batch["scenario"].detach().cpu(),
+                            "label": batch["label"].detach().cpu(), "group": batch["group"].detach().cpu(),
+                            "logit": logits.detach().float().cpu()})
+
+    def gathered(self, all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 world_size: int = 1) -> dict[str, np.ndarray]:
+        """This epoch's rows from every rank, each global row once, in row order."""
+        keys = ("row", "scenario", "label", "group", "logit")
+        if self._parts:
+            local = {k: torch.cat([p[k] for p in self._parts]) for k in keys}
+        else:
+            local = {k: torch.zeros(0) for k in keys}
+        if world_size > 1 and all_gather is not None:
+            local = _gather_uneven(local, all_gather)
+        row = local["row"].long().numpy()
+        _, first = np.unique(row, return_index=True)
+        return {k: v.numpy()[first] for k, v in local.items()}
+
+    def compute(self, all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                world_size: int = 1) -> dict[str, dict[str, float]]:
+        data = self.gathered(all_gather, world_size)
+        out: dict[str, dict[str, float]] = {}
+        for s_idx, name in enumerate(self.scenarios):
+            m = data["scenario"] == s_idx
+            if not m.any():
+                continue
+            y, z, g = data["label"][m], data["logit"][m].astype(np.float64), data["group"][m]
+            out[name] = {k: fn(y, z, g) for k, fn in self.metrics.items()}
+            out[name]["rows"] = int(m.sum())
+        return out
+
+
+def _gather_uneven(local: dict[str, torch.Tensor], all_gather: Callable) -> dict[str, torch.Tensor]:
+    """all_gather tensors whose length differs per rank: pad to the max length, then drop the padding."""
+    n = torch.tensor([len(local["row"])])
+    sizes = all_gather(n).reshape(-1)
+    max_n = int(sizes.max())
+    out = {}
+    for k, v in local.items():
+        pad = torch.zeros(max_n - len(v), dtype=v.dtype)
+        g = all_gather(torch.cat([v, pad]))  # [world, max_n]
+        out[k] = torch.cat([g[r, : int(sizes[r])] for r in range(len(sizes))]).cpu()
+    return out

@@ -1,0 +1,125 @@
+"""``RecLitModule``: one LightningModule for every model (unified, per-scenario, baselines).
+
+Loss: ``sum_s w_s * BCE_s / sum_s w_s`` over the scenarios present in the batch, where ``BCE_s`` is the mean
+over scenario ``s``'s rows, so a small scenario is not drowned by a big one within a mixed batch. Metrics are
+logged as ``<stage>/<scenario>/<metric>`` plus ``<stage>/mean/<metric>`` (unweighted mean over scenarios),
+which drives checkpointing and early stopping (``val/mean/auc``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unirec_lab.lit.metrics import ScenarioEvaluator
+
+Batch = dict[str, torch.Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the message says at which step and for which scenario."""
+
+
+class RecLitModule(pl.LightningModule):
+    def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
+                 scenario_names: Sequence[str], loss_weights: Mapping[str, float] | None = None,
+                 metrics: Sequence[str] = ("auc", "logloss", "gauc", "ndcg@10"),
+                 scheduler: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scenario_names = list(scenario_names)
+        w = [float((loss_weights or {}).get(s, 1.0)) for s in self.scenario_names]
+        if any(x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0:
+            raise ValueError(f"loss weights {dict(zip(self.scenario_names, w))}: expected finite, >= 0, not all 0")
+        self.register_buffer("loss_weights", torch.tensor(w), persistent=False)
+        self.metric_names = list(metrics)
+        self.val_eval = ScenarioEvaluator(self.scenario_names, self.metric_names)
+        self.test_eval = ScenarioEvaluator(self.scenario_names, self.metric_names)
+        self.test_results: dict[str, dict[str, float]] = {}
+        self.val_history: list[dict[str, Any]] = []
+        self.train_rows_seen = 0
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.model(batch)
+
+    def scenario_losses(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean BCE per scenario ``[S]`` and the row counts ``[S]``."""
+        per_row = F.binary_cross_entropy_with_logits(logits, batch["label"], reduction="none")
+        s = batch["scenario"]
+        n = len(self.scenario_names)
+        sums = torch.zeros(n, device=logits.device, dtype=per_row.dtype).index_add(0, s, per_row)
+        counts = torch.bincount(s, minlength=n).to(per_row.dtype)
+        return sums / counts.clamp(min=1), counts
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch)
+        per_s, counts = self.scenario_losses(logits, batch)
+        w = self.loss_weights * (counts > 0)
+        loss = (w * per_s).sum() / w.sum().clamp(min=1e-12)
+        if not torch.isfinite(loss):
+            bad = [self.scenario_names[i] for i in range(len(per_s)) if counts[i] > 0 and not torch.isfinite(per_s[i])]
+            raise NonFiniteLossError(f"non-finite training loss {loss.item()} at epoch {self.current_epoch}, "
+                                     f"step {self.global_step}, scenario(s) {bad or self.scenario_names}")
+        self.train_rows_seen += int(batch["label"].shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.val_eval.update(batch, self.model(batch))
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.test_eval.update(batch, self.model(batch))
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_eval.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_eval.reset()
+
+    def _finish(self, stage: str, ev: ScenarioEvaluator) -> dict[str, dict[str, float]]:
+        res = ev.compute(self.all_gather, self.trainer.world_size if self._trainer else 1)
+        ev.reset()
+        flat: dict[str, float] = {}
+        for scen, vals in res.items():
+            for m, v in vals.items():
+                if m != "rows":
+                    flat[f"{stage}/{scen}/{m}"] = float(v)
+        for m in self.metric_names:
+            vals = [res[s][m] for s in res if math.isfinite(res[s][m])]
+            flat[f"{stage}/mean/{m}"] = float(sum(vals) / len(vals)) if vals else float("nan")
+        # every rank computed the same gathered values; log without another reduction
+        self.log_dict(flat, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=False)
+        return res
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.val_eval.reset()
+            return
+        res = self._finish("val", self.val_eval)
+        self.val_history.append({"epoch": self.current_epoch, "metrics": res})
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._finish("test", self.test_eval)
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt),
+                                                   "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["unirec"] = {"val_history": self.val_history, "train_rows_seen": self.train_rows_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("unirec", {})
+        self.val_history = list(state.get("val_history", []))
+        self.train_rows_seen = int(state.get("train_rows_seen", 0))

@@ -1,0 +1,82 @@
+"""Embedding tables keyed by namespace, and the lookups that turn ids into user / item vectors.
+
+User and item ids are private per scenario but live in one global table each (scenario offsets, see
+``unirec_lab.data.features``), so a mixed batch needs one lookup. Feature fields are pooled per slot (masked
+mean for multi-valued and text fields) and summed with the id vector. Feature matrices are non-persistent
+buffers: they are data, rebuilt from bundles, not weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unirec_lab.data.features import FeatureSpace, Slot
+
+
+def init_embedding(emb: nn.Embedding, std: float) -> None:
+    nn.init.normal_(emb.weight, 0.0, std)
+    if emb.padding_idx is not None:
+        with torch.no_grad():
+            emb.weight[emb.padding_idx].zero_()
+
+
+class FeatureEmbedding(nn.Module):
+    """``user_vectors(ids)`` and ``item_vectors(ids)`` for global ids of any shape (0 = padding -> zeros)."""
+
+    def __init__(self, space: FeatureSpace, dim: int, init_std: float = 0.02, use_user_id: bool = True,
+                 use_item_id: bool = True) -> None:
+        super().__init__()
+        if dim <= 0:
+            raise ValueError(f"embedding_dim={dim}, expected a positive integer")
+        self.dim = dim
+        self.use_user_id, self.use_item_id = use_user_id, use_item_id
+        self.user_id = nn.Embedding(space.num_users, dim, padding_idx=0)
+        self.item_id = nn.Embedding(space.num_items, dim, padding_idx=0)
+        self.tables = nn.ModuleDict({_safe(k): nn.Embedding(v, dim, padding_idx=0) for k, v in space.tables.items()})
+        for emb in (self.user_id, self.item_id, *self.tables.values()):
+            init_embedding(emb, init_std)
+        self.user_slots: list[Slot] = list(space.user_slots)
+        self.item_slots: list[Slot] = list(space.item_slots)
+        self.register_buffer("user_features", space.user_features.clone(), persistent=False)
+        self.register_buffer("item_features", space.item_features.clone(), persistent=False)
+
+    def _pool(self, feats: torch.Tensor, slots: list[Slot]) -> torch.Tensor | None:
+        out = None
+        for s in slots:
+            table = self.tables[_safe(s.table)]
+            if s.kind == "categorical":
+                v = table(feats[..., s.start])
+            else:
+                idx = feats[..., s.start:s.start + s.width]
+                mask = (idx > 0).unsqueeze(-1).to(table.weight.dtype)
+                v = (table(idx) * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
+            out = v if out is None else out + v
+        return out
+
+    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Vectors for item ids of any shape; each distinct id is computed once (histories repeat items)."""
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        vecs = self._item_vectors(uniq)
+        # index_select's backward is a fast index_add; advanced indexing's is a slow accumulate-index_put
+        return vecs.index_select(0, inv.reshape(-1)).reshape(*inv.shape, vecs.shape[-1])
+
+    def _item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.item_id(ids) if self.use_item_id else None
+        pooled = self._pool(self.item_features[ids], self.item_slots)
+        out = pooled if out is None else (out if pooled is None else out + pooled)
+        if out is None:
+            raise ValueError("item vectors need an item id embedding or at least one item field")
+        return out * (ids > 0).unsqueeze(-1).to(out.dtype)  # padding stays exactly zero
+
+    def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.user_id(ids) if self.use_user_id else None
+        pooled = self._pool(self.user_features[ids], self.user_slots)
+        if out is None and pooled is None:
+            return torch.zeros(*ids.shape, self.dim, device=ids.device, dtype=self.item_id.weight.dtype)
+        return pooled if out is None else (out if pooled is None else out + pooled)
+
+
+def _safe(key: str) -> str:
+    """ModuleDict keys cannot contain dots; slashes are fine but keep it uniform."""
+    return key.replace(".", "_").replace("/", "__")

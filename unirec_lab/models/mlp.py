@@ -1,0 +1,26 @@
+"""A plain MLP block used by trunks and towers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def mlp(in_dim: int, dims: Sequence[int], dropout: float = 0.0, out_dim: int | None = None,
+        activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """``Linear -> act -> dropout`` per hidden dim, then an optional linear output layer."""
+    if any(d <= 0 for d in dims):
+        raise ValueError(f"hidden dims must be positive, got {list(dims)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout}, expected a value in [0, 1)")
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in dims:
+        layers += [nn.Linear(d, h), activation()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    if out_dim is not None:
+        layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)

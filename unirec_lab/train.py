@@ -1,0 +1,189 @@
+"""Train, select by validation, test the best checkpoint, write ``result.json``.
+
+    unirec-train                                   # unified model on the four synthetic scenarios
+    unirec-train model=per_scenario                # same architecture, one independent model per scenario
+    unirec-train scenario=[synthetic_news,synthetic_social] trainer.max_epochs=3 seed=7
+    unirec-train -m seed=1,2,3 model=unified,per_scenario
+
+``model.mode=joint`` trains one model on all selected scenarios; ``model.mode=separate`` trains the same
+architecture once per scenario (own data, own early stopping and best epoch) inside one job, so its
+``result.json`` has the same shape as the unified one and compares like for like.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from unirec_lab.lit.module import RecLitModule
+from unirec_lab.models.unified import count_parameters
+from unirec_lab.results.record import git_sha, package_versions, write_result
+from unirec_lab.results.tables import markdown_table
+from unirec_lab.utils.callbacks import ThroughputMonitor
+from unirec_lab.utils.config import check_config, flat_config
+from unirec_lab.utils.loggers import build_logger, finish_loggers
+
+log = logging.getLogger("unirec_lab.train")
+
+
+def _best_epoch(ckpt_path: str) -> int | None:
+    name = Path(ckpt_path).stem  # best-epoch007
+    digits = name.rsplit("epoch", 1)[-1]
+    return int(digits) if digits.isdigit() else None
+
+
+def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[str, Any]) -> dict[str, Any]:
+    """Train one model on ``keys`` scenarios in ``run_dir``; return its test metrics and bookkeeping."""
+    scenarios = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
+                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
+    dm = hydra.utils.instantiate(cfg.data, scenarios=scenarios)
+    dm.prepare_data()
+    dm.setup()
+    build = hydra.utils.instantiate(cfg.model.builder)
+    model = build(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
+                  head=hydra.utils.instantiate(cfg.head))
+    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys, dm.loss_weights,
+                          metrics=list(cfg.metrics))
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
+    callbacks: list[pl.Callback] = [checkpoint, ThroughputMonitor()]
+    if cfg.callbacks.get("early_stopping") is not None:
+        callbacks.append(hydra.utils.instantiate(cfg.callbacks.early_stopping))
+    for cb in cfg.get("extra_callbacks") or []:
+        callbacks.append(hydra.utils.instantiate(cb))
+    logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                                                  default_root_dir=str(run_dir))
+    resume = ckpt_dir / "last.ckpt" if cfg.get("resume") and (ckpt_dir / "last.ckpt").is_file() else None
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    fit_seconds = time.perf_counter() - t0
+    val_history = list(module.val_history)
+    if not checkpoint.best_model_path:
+        raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
+    trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)
+    tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
+    return {
+        "test": module.test_results,
+        "selection": {"monitor": checkpoint.monitor, "mode": checkpoint.mode,
+                      "best_epoch": _best_epoch(checkpoint.best_model_path),
+                      "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
+                      else None, "best_checkpoint": os.path.relpath(checkpoint.best_model_path, run_dir),
+                      "epochs_run": trainer.current_epoch, "stopped_early": trainer.should_stop},
+        "val_history": val_history,
+        "num_parameters": count_parameters(model),
+        "description": model.description,
+        "fit_seconds": fit_seconds,
+        "train_rows": tput.rows,
+        "train_seconds": tput.seconds,
+        "data": dm.stats(),
+        "feature_space": dm.space.describe(),
+    }
+
+
+def _run_dir(cfg: DictConfig) -> Path:
+    if isinstance(cfg.get("resume"), str) and cfg.resume not in ("true", "True"):
+        return Path(cfg.resume)
+    return Path(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one job; return the selection metric of the best checkpoint (for sweepers such as Optuna)."""
+    check_config(cfg)
+    run_dir = _run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    keys = list(cfg.scenarios)
+    loggers: dict[str, Any] = {}
+    try:
+        if cfg.model.mode == "separate":
+            parts = {}
+            for k in keys:
+                pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+                parts[k] = fit_and_test(cfg, [k], run_dir / "per_scenario" / k, loggers)
+            test = {k: parts[k]["test"][k] for k in keys}
+            selection = {k: p["selection"] for k, p in parts.items()}
+            n_params = sum(p["num_parameters"] for p in parts.values())
+            description = f"per-scenario: {len(keys)} independent models, each " + parts[keys[0]]["description"]
+            rows = sum(p["train_rows"] for p in parts.values())
+            secs = sum(p["train_seconds"] for p in parts.values())
+            data = {k: p["data"][k] for k, p in parts.items()}
+            val_history = {k: p["val_history"] for k, p in parts.items()}
+            best_score = float(sum(p["selection"]["best_score"] for p in parts.values()) / len(parts))
+        else:
+            part = fit_and_test(cfg, keys, run_dir, loggers)
+            test, selection = part["test"], part["selection"]
+            n_params, description = part["num_parameters"], part["description"]
+            rows, secs, data, val_history = part["train_rows"], part["train_seconds"], part["data"], part["val_history"]
+            best_score = part["selection"]["best_score"]
+        wall = time.perf_counter() - t0
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        record = {
+            "status": "completed",
+            "model": cfg.model.name,
+            "mode": cfg.model.mode,
+            "description": description,
+            "run_name": f"{cfg.model.name}-{cfg.backbone_name}-{cfg.head_name}-p{n_params}-s{cfg.seed}",
+            "experiment": cfg.experiment_name,
+            "scenarios": keys,
+            "seed": int(cfg.seed),
+            "overrides": overrides,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config_flat": flat_config(cfg),
+            "git_sha": git_sha(),
+            "packages": package_versions(),
+            "selection": selection,
+            "test": test,
+            "val_history": val_history,
+            "num_parameters": n_params,
+            "wall_seconds": round(wall, 3),
+            "train_rows": rows,
+            "train_seconds": round(secs, 3),
+            "train_samples_per_second": round(rows / secs, 1) if secs > 0 else None,
+            "data": data,
+        }
+        if pl.utilities.rank_zero_only.rank == 0:
+            write_result(run_dir, record)
+            for lg in loggers.values():
+                log_final(lg, record)
+            print(result_table(record))
+            print(f"wall {wall:.1f}s, train {record['train_samples_per_second']} samples/s, "
+                  f"{n_params} parameters -> {run_dir / 'result.json'}")
+    finally:
+        finish_loggers(loggers)
+    return best_score if best_score is not None and math.isfinite(best_score) else float("nan")
+
+
+def log_final(logger: Any, record: dict[str, Any]) -> None:
+    """Per-scenario test metrics as a W&B table + summary (no-op for other loggers)."""
+    from unirec_lab.utils.loggers import log_result_table
+
+    log_result_table(logger, record)
+
+
+def result_table(record: dict[str, Any]) -> str:
+    metrics = [m for m in next(iter(record["test"].values())) if m != "rows"]
+    rows = [[s, *[v.get(m, float("nan")) for m in metrics], v.get("rows", "")] for s, v in record["test"].items()]
+    return f"test metrics — {record['model']} ({record['description']})\n" + markdown_table(
+        ["scenario", *metrics, "rows"], rows)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

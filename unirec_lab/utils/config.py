@@ -1,0 +1,59 @@
+"""Config checks that fail fast with one clear line, and the curated flat config loggers record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from unirec_lab.lit.metrics import metric_fn
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key, the value and what was expected."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    if not cfg.get("scenarios"):
+        raise ConfigError("scenarios: the scenario list is empty; select e.g. scenario=synthetic or scenario=news")
+    for k in cfg.scenarios:
+        if "source" not in cfg.scenarios[k]:
+            raise ConfigError(f"scenarios.{k}: no 'source' node (is conf/scenario/{k}.yaml a scenario config?)")
+    if cfg.model.mode not in ("joint", "separate"):
+        raise ConfigError(f"model.mode={cfg.model.mode!r}, expected 'joint' or 'separate'")
+    for m in cfg.metrics:
+        metric_fn(str(m))
+    if not cfg.selection.monitor.startswith("val/"):
+        raise ConfigError(f"selection.monitor={cfg.selection.monitor!r}: select on validation metrics only")
+    lr = cfg.optimizer.get("lr")
+    if lr is not None and not float(lr) > 0:
+        raise ConfigError(f"optimizer.lr={lr}, expected a positive number")
+    dim = cfg.backbone.get("embedding_dim")
+    if dim is not None and int(dim) <= 0:
+        raise ConfigError(f"backbone.embedding_dim={dim}, expected a positive integer")
+    if int(cfg.data.batch_size) <= 0:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size}, expected a positive integer")
+
+
+def flat_config(cfg: DictConfig, keys: tuple[str, ...] = ("seed", "model", "backbone", "head", "optimizer",
+                                                             "data", "trainer", "metrics")) -> dict[str, Any]:
+    """``{"backbone.embedding_dim": 32, ...}``: the knobs worth filtering on in a dashboard."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("_partial_",):
+                    continue
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, list):
+            out[prefix] = ",".join(map(str, node))
+        else:
+            out[prefix] = node
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for k in keys:
+        if k in container:
+            walk(k, container[k])
+    out["scenarios"] = ",".join(cfg.scenarios)
+    return out
