@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.schema import SPLITS, FeatureSpec, FieldSpec
 from unirec_lab.data.scenarios.raw import RawDataError, RawDataset
+from unirec_lab.data.schema import SPLITS, FeatureSpec, FieldSpec
 
 # Histories in the stats table are counted with the same cap the data module uses by default
 # (conf/data/default.yaml history_len); this only affects the reported statistic, never the bundle.
@@ -112,7 +112,7 @@ def per_user_chrono_split(user: np.ndarray, order: np.ndarray, val_frac: float =
     """Split level per row: each user's last ``test_frac`` rows (by ``order``, ties by row order) -> test (2),
     the ``val_frac`` before -> val (1), the rest -> train (0).
 
-    Counts per user are ``max(1, round_half_up(frac * n))``; users with fewer than ``min_rows`` rows go entirely
+    Counts per user are ``max(1, round_half_up(frac * n))`` (0 when ``frac == 0``); users with fewer than ``min_rows`` rows go entirely
     to train (they cannot fill three splits).
     """
     user = np.asarray(user, dtype=np.int64)
@@ -123,8 +123,8 @@ def per_user_chrono_split(user: np.ndarray, order: np.ndarray, val_frac: float =
     counts = np.diff(np.r_[starts, n])
     rank_sorted = np.arange(n) - np.repeat(starts, counts)
     cnt_sorted = np.repeat(counts, counts)
-    n_test = np.maximum(1, np.floor(test_frac * cnt_sorted + 0.5)).astype(np.int64)
-    n_val = np.maximum(1, np.floor(val_frac * cnt_sorted + 0.5)).astype(np.int64)
+    n_test = np.maximum(int(test_frac > 0), np.floor(test_frac * cnt_sorted + 0.5)).astype(np.int64)
+    n_val = np.maximum(int(val_frac > 0), np.floor(val_frac * cnt_sorted + 0.5)).astype(np.int64)
     lvl = np.where(rank_sorted >= cnt_sorted - n_test, 2, np.where(rank_sorted >= cnt_sorted - n_test - n_val, 1, 0))
     lvl[cnt_sorted < min_rows] = 0
     level = np.empty(n, dtype=np.int64)

@@ -160,10 +160,13 @@ class MindScenario(RawScenarioSource):
                                                                                       kept_len))
         hist_arr = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(kept_len)].astype(np.int32)),
                                             pa.array(h_item[sel].astype(np.int64)))
-        row_hist = hist_arr.take(pa.array(imp_idx))
-
-        inter = interactions_frame(user_codes[imp_idx], item, label, beh["ts"].to_numpy()[imp_idx],
-                                   imp_level[imp_idx], beh["impression"].to_numpy()[imp_idx], sort=False)
+        # rows in time order (impression time, then impression id, then position in the impression)
+        ts_row = beh["ts"].to_numpy()[imp_idx]
+        group_row = beh["impression"].to_numpy()[imp_idx]
+        order = np.lexsort((np.arange(len(imp_idx)), group_row, ts_row))
+        row_hist = hist_arr.take(pa.array(imp_idx[order]))
+        inter = interactions_frame(user_codes[imp_idx][order], item[order], label[order], ts_row[order],
+                                   imp_level[imp_idx][order], group_row[order], sort=False)
         inter["history"] = row_hist.to_pandas()
 
         # item metadata where news.tsv has it
