@@ -106,6 +106,11 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
             cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
             self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+        tr = self.splits["train"]
+        self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
+        self.space.item_train_pos = torch.bincount(tr["item"], weights=tr["label"].double(),
+                                                   minlength=self.space.num_items).long()
+        self.space.user_train_count = torch.bincount(tr["user"], minlength=self.space.num_users)
         log.info("rows per split: %s", {s: len(t["label"]) for s, t in self.splits.items()})
 
     def _rank(self) -> tuple[int, int]:

@@ -44,6 +44,10 @@ class FeatureSpace:
     user_features: torch.Tensor = field(repr=False)
     item_features: torch.Tensor = field(repr=False)
     item_scenario: torch.Tensor = field(repr=False)  # [num_items] scenario index of each global item (-1 pad)
+    # filled by the datamodule from the train split only (popularity baselines, cold-start slices)
+    item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
+    item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
+    user_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_users]
 
     @property
     def num_scenarios(self) -> int:
