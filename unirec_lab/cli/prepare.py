@@ -1,0 +1,67 @@
+"""``unirec-prepare``: build (or find cached) the bundles of the selected scenarios and print their statistics.
+
+    unirec-prepare scenario=real                 # Beauty, Ciao, ASSISTments 2009, MIND
+    unirec-prepare scenario=[news_bing,social]   # any selection of conf/scenario/*.yaml
+    python -m unirec_lab.cli.prepare scenario=education force=true
+
+Bundles are cached under ``cache_dir/<scenario>/<fingerprint>``; the fingerprint holds the raw files' sha256 and
+every prepare parameter, so a re-run with unchanged inputs only hashes the raw files. A failure (missing raw
+data, sha256 mismatch, unparsable line, ...) prints one line naming the file and exits with status 1; no
+partial bundle is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from unirec_lab.cli.stats import bundle_row, stats_table
+from unirec_lab.data.prepare import bundle_dir, is_complete, prepare_bundle
+from unirec_lab.data.schema import BundleError
+
+log = logging.getLogger("unirec_lab.prepare")
+
+
+def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Prepare every scenario in ``cfg.scenarios``; returns (stats rows, ``{scenario: error}``)."""
+    rows: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    cache_dir = Path(cfg.cache_dir)
+    if not cfg.get("scenarios"):
+        return rows, {"scenarios": "none selected; pick e.g. scenario=real or scenario=news"}
+    for key in cfg.scenarios:
+        t0 = time.perf_counter()
+        try:
+            source = hydra.utils.instantiate(cfg.scenarios[key].source)
+            cached = not cfg.force and is_complete(bundle_dir(source, cache_dir))
+            path = prepare_bundle(source, cache_dir, force=bool(cfg.force))
+        except BundleError as e:
+            errors[str(key)] = str(e)
+            log.error("%s: %s", key, e)
+            continue
+        rows.append(bundle_row(path, seconds=time.perf_counter() - t0, cached=cached))
+        log.info("%s: %s (%s)", key, path, "cached" if cached else "built")
+    return rows, errors
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    t0 = time.perf_counter()
+    rows, errors = prepare_all(cfg)
+    if rows:
+        print(stats_table(rows))
+        print(f"total {time.perf_counter() - t0:.2f}s; bundles under {cfg.cache_dir}")
+    for key, msg in errors.items():
+        print(f"error: {key}: {msg}", file=sys.stderr)
+    if errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
