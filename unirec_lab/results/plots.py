@@ -1,0 +1,57 @@
+"""PNG plot of one metric: per scenario, each model's seed mean with ± std error bars (one panel per group).
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch, no display needed) and
+writes no timestamp metadata, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+from unirec_lab.results.aggregate import Aggregate, lower_is_better
+
+
+def plot_png(agg: Aggregate, metric: str, title: str | None = None, dpi: int = 120) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = agg.groups or [None]
+    width = max(6.0, 1.6 * max((agg.table.loc[agg.table["group"] == g.name, "scenario"].nunique()
+                                for g in agg.groups), default=1) + 2.5)
+    fig = Figure(figsize=(width, 3.2 * len(groups)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
+    arrow = "↓" if lower_is_better(metric) else "↑"
+    for ax, g in zip(axes, groups):
+        t = agg.table[(agg.table["metric"] == metric) & (agg.table["group"] == (g.name if g else None))]
+        if t.empty or not t["n"].any():
+            ax.text(0.5, 0.5, f"no data for metric {metric!r}", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        scenarios = list(dict.fromkeys(t["scenario"]))
+        models = list(dict.fromkeys(t["model"]))
+        span = 0.7
+        for j, model in enumerate(models):
+            d = t[t["model"] == model].set_index("scenario").reindex(scenarios)
+            off = (j - (len(models) - 1) / 2) * span / max(len(models), 1)
+            xs = [i + off for i in range(len(scenarios))]
+            ys = d["mean"].to_numpy(dtype=float)
+            err = [s if math.isfinite(s) else 0.0 for s in d["std"].to_numpy(dtype=float)]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=f"{model} (baseline)" if model == g.baseline
+                        else model)
+            for x, y, sig in zip(xs, ys, d["significant"].fillna(False)):
+                if sig and math.isfinite(y):
+                    ax.annotate("†", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
+        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_xlim(-0.6, len(scenarios) - 0.4)
+        ax.set_ylabel(f"{metric} {arrow}")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"group {g.name}" + (f" ({', '.join(g.experiments)})" if g.experiments else ""), fontsize=10)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle((title or "Results") + f" — {metric}: mean ± std over seeds, † p < {agg.alpha:g} vs baseline",
+                 fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()

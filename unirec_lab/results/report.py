@@ -1,0 +1,222 @@
+"""Render an ``Aggregate`` (see ``aggregate.py``) as Markdown, LaTeX (booktabs) and long-format CSV; write them.
+
+Layout: one table per config group; rows = scenario x model (baseline first), columns = per metric the seed mean
+± sample std and the relative gain over the baseline (with the paired-test p-value in Markdown). The best mean of
+each scenario x metric is bold (lowest for loss metrics). Failed / incomplete / superseded runs get their own
+section (and ``failures.md``). Output is deterministic (no timestamps), so a checked-in table can be regenerated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from unirec_lab.results.aggregate import Aggregate, Failure, Group, lower_is_better
+from unirec_lab.results.tables import markdown_table
+from unirec_lab.utils.atomic import atomic_write_bytes, atomic_write_text
+
+FORMATS = ("md", "tex", "csv", "png")
+FILES = {"md": "table.md", "tex": "table.tex", "csv": "table.csv", "png": "plot.png"}
+FAILURES_FILE = "failures.md"
+DAGGER = "†"
+
+
+def _num(v: float, digits: int) -> str:
+    return "" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "p n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _rows(agg: Aggregate, g: Group) -> list[tuple[str, str, pd.DataFrame]]:
+    """(scenario, model, its rows indexed by metric) in presentation order."""
+    t = agg.table[agg.table["group"] == g.name]
+    out = []
+    for (sc, model), d in t.groupby(["scenario", "model"], sort=False):
+        out.append((sc, model, d.set_index("metric")))
+    return out
+
+
+def legend(agg: Aggregate) -> str:
+    return (f"mean ± sample std over seeds (ddof=1; no ± when n = 1); bold = best per scenario × metric "
+            f"(↓ = lower is better: metrics containing 'loss'). Δ = relative gain over the baseline "
+            f"({agg.baseline}) on the seed means, (model − base)/|base|, sign-flipped for ↓ metrics so positive = "
+            f"better; {DAGGER} = p < {agg.alpha:g}, two-sided paired t-test (scipy.stats.ttest_rel) over the seeds "
+            f"shared with the baseline, no multiple-comparison correction; p n/a = fewer than 2 paired seeds.")
+
+
+def group_header(g: Group, agg: Aggregate) -> list[str]:
+    lines = [f"experiment {', '.join(g.experiments) or '?'} · {g.n_runs} runs · config {g.signature} · "
+             f"baseline {g.baseline or 'n/a'}"]
+    if g.differing:
+        lines.append("differs from the other groups in: " + ", ".join(f"{k}={v}" for k, v in g.differing.items()))
+    for sc, keys in g.scenario_variants.items():
+        lines.append(f"scenario variant {sc}: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
+    if len(g.git_shas) > 1:
+        lines.append(f"note: runs span {len(g.git_shas)} git commits: {', '.join(s[:12] for s in g.git_shas)}")
+    lines += [f"note: {n}" for n in g.notes]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- Markdown
+
+
+def _md_value(r: pd.Series, digits: int, n_row: int) -> str:
+    if not r["n"]:
+        return "n/a"
+    mean = _num(r["mean"], digits)
+    text = f"**{mean}**" if r["best"] else mean
+    if math.isfinite(r["std"]):
+        text += f" ± {_num(r['std'], digits)}"
+    if r["n"] != n_row:
+        text += f" (n={r['n']})"
+    return text
+
+
+def _md_gain(r: pd.Series) -> str:
+    if r["is_baseline"]:
+        return "—"
+    if not math.isfinite(r["gain"]):
+        return "n/a"
+    return f"{100 * r['gain']:+.2f}%" + (DAGGER if r["significant"] else "") + f" ({_p(r['p_value'])})"
+
+
+def render_markdown(agg: Aggregate, title: str | None = None, digits: int = 4) -> str:
+    out = [f"# {title or 'Results'}", ""]
+    arrows = {m: "↓" if lower_is_better(m) else "↑" for m in agg.metrics}
+    for g in agg.groups:
+        out += [f"## Group {g.name}", "", *(f"{ln}  " for ln in group_header(g, agg)), ""]
+        header = ["scenario", "model", "n"]
+        for m in agg.metrics:
+            header += [f"{m} {arrows[m]}", f"Δ {m}"]
+        rows = []
+        for sc, model, d in _rows(agg, g):
+            n_row = int(d["n"].max())
+            row = [sc, model, str(n_row)]
+            for m in agg.metrics:
+                row += [_md_value(d.loc[m], digits, n_row), _md_gain(d.loc[m])]
+            rows.append(row)
+        out += [markdown_table(header, rows), ""]
+    if agg.groups:
+        out += [legend(agg), ""]
+    out += [f"note: {n}" for n in agg.notes] + ([""] if agg.notes else [])
+    if agg.failures:
+        out += [render_failures(agg.failures, heading="##")]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_failures(failures: Sequence[Failure], heading: str = "#") -> str:
+    rows = [[f.path, f.status, f.reason.replace("|", "\\|"), " ".join(f.overrides).replace("|", "\\|")]
+            for f in failures]
+    return (f"{heading} Failed, incomplete and superseded runs ({len(failures)})\n\n"
+            "These runs contribute no numbers to the tables above.\n\n"
+            + markdown_table(["run dir", "status", "reason", "overrides"], rows) + "\n")
+
+
+# --------------------------------------------------------------------------------------------- LaTeX
+
+_TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX_ESCAPE.get(c, c) for c in str(s))
+
+
+def _tex_value(r: pd.Series, digits: int) -> str:
+    if not r["n"]:
+        return "n/a"
+    mean = _num(r["mean"], digits)
+    text = rf"\mathbf{{{mean}}}" if r["best"] else mean
+    if math.isfinite(r["std"]):
+        text += rf" \pm {_num(r['std'], digits)}"
+    return f"${text}$"
+
+
+def _tex_gain(r: pd.Series) -> str:
+    if r["is_baseline"]:
+        return "--"
+    if not math.isfinite(r["gain"]):
+        return "n/a"
+    return f"${100 * r['gain']:+.2f}\\%" + (r"^{\dagger}" if r["significant"] else "") + "$"
+
+
+def _tex_legend(agg: Aggregate) -> str:
+    return (r"Mean $\pm$ sample std over seeds (ddof${}=1$; no $\pm$ when $n=1$); bold: best per scenario and "
+            r"metric ($\downarrow$: lower is better). $\Delta$: relative gain over "
+            + tex_escape(agg.baseline) + r" on the seed means, $(\mathrm{model}-\mathrm{base})/|\mathrm{base}|$, "
+            r"sign-flipped for $\downarrow$ metrics so that positive is better; $^{\dagger}$: $p<"
+            + f"{agg.alpha:g}" + r"$, two-sided paired $t$-test over the seeds shared with the baseline.")
+
+
+def render_latex(agg: Aggregate, title: str | None = None, digits: int = 4) -> str:
+    out = ["% Generated by unirec-report from result.json files; do not edit by hand.",
+           "% Needs \\usepackage{booktabs}."]
+    k = len(agg.metrics)
+    for g in agg.groups:
+        caption = tex_escape(title or "Results") + (f" (group {g.name})" if len(agg.groups) > 1 else "")
+        head = " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex_escape(m)} "
+                          + (r"$\downarrow$" if lower_is_better(m) else r"$\uparrow$") + "}" for m in agg.metrics)
+        cmid = " ".join(rf"\cmidrule(lr){{{4 + 2 * i}-{5 + 2 * i}}}" for i in range(k))
+        out += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
+                r"\begin{tabular}{llr" + "rr" * k + "}", r"\toprule",
+                rf"Scenario & Model & $n$ & {head} \\", cmid,
+                " & & & " + " & ".join([r"mean $\pm$ std", r"$\Delta$"] * k) + r" \\", r"\midrule"]
+        last_sc = None
+        for sc, model, d in _rows(agg, g):
+            if last_sc is not None and sc != last_sc:
+                out.append(r"\midrule")
+            cells = [tex_escape(sc) if sc != last_sc else "", tex_escape(model), str(int(d["n"].max()))]
+            for m in agg.metrics:
+                cells += [_tex_value(d.loc[m], digits), _tex_gain(d.loc[m])]
+            out.append(" & ".join(cells) + r" \\")
+            last_sc = sc
+        out += [r"\bottomrule", r"\end{tabular}",
+                r"\par\smallskip\footnotesize " + _tex_legend(agg),
+                r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- CSV
+
+
+def render_csv(agg: Aggregate) -> str:
+    t = agg.table.copy()
+    t.insert(5, "baseline", t["group"].map({g.name: g.baseline or "" for g in agg.groups}))
+    return t.to_csv(index=False, float_format="%.10g")
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_report(agg: Aggregate, out_dir: Path | str, formats: Sequence[str] = FORMATS, title: str | None = None,
+                 plot_metric: str | None = None, digits: int = 4) -> list[Path]:
+    """Write the requested formats (atomically) and ``failures.md`` (removed when there are none)."""
+    out_dir = Path(out_dir)
+    written = []
+    for fmt in formats:
+        path = out_dir / FILES[fmt]
+        if fmt == "md":
+            atomic_write_text(path, render_markdown(agg, title, digits))
+        elif fmt == "tex":
+            atomic_write_text(path, render_latex(agg, title, digits))
+        elif fmt == "csv":
+            atomic_write_text(path, render_csv(agg))
+        elif fmt == "png":
+            from unirec_lab.results.plots import plot_png
+
+            atomic_write_bytes(path, plot_png(agg, plot_metric or agg.metrics[0], title))
+        written.append(path)
+    failures = out_dir / FAILURES_FILE
+    if agg.failures:
+        atomic_write_text(failures, render_failures(agg.failures))
+        written.append(failures)
+    else:
+        failures.unlink(missing_ok=True)  # a stale list from an earlier report would mislead
+    return written
