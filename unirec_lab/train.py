@@ -23,14 +23,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unirec_lab.lit.module import RecLitModule
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.callbacks import ThroughputMonitor
-from unirec_lab.utils.config import check_config, flat_config
+from unirec_lab.utils.config import check_config, flat_config, resolved_config
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 
 log = logging.getLogger("unirec_lab.train")
@@ -57,6 +57,8 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
     callbacks: list[pl.Callback] = [checkpoint, ThroughputMonitor()]
+    if cfg.callbacks.get("latest_checkpoint") is not None:
+        callbacks.append(hydra.utils.instantiate(cfg.callbacks.latest_checkpoint, dirpath=str(ckpt_dir)))
     if cfg.callbacks.get("early_stopping") is not None:
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.early_stopping))
     for cb in cfg.get("extra_callbacks") or []:
@@ -64,7 +66,7 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   default_root_dir=str(run_dir))
-    resume = ckpt_dir / "last.ckpt" if cfg.get("resume") and (ckpt_dir / "last.ckpt").is_file() else None
+    resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     fit_seconds = time.perf_counter() - t0
@@ -140,7 +142,7 @@ def train(cfg: DictConfig) -> float:
             "scenarios": keys,
             "seed": int(cfg.seed),
             "overrides": overrides,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": resolved_config(cfg),
             "config_flat": flat_config(cfg),
             "git_sha": git_sha(),
             "packages": package_versions(),

@@ -78,9 +78,9 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         order = self._order()
         if not self.shuffle and len(order) and bool((order[1:] - order[:-1] == 1).all()):
-            lo = int(order[0])
-            for i in range(0, len(order), self.batch_size):  # pure slices: views, no copies
-                yield {k: v[lo + i: lo + i + self.batch_size] for k, v in self.tensors.items()}
+            lo, hi = int(order[0]), int(order[-1]) + 1
+            for i in range(lo, hi, self.batch_size):  # pure slices: views, no copies
+                yield {k: v[i: min(i + self.batch_size, hi)] for k, v in self.tensors.items()}
             return
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]

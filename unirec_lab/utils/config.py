@@ -35,6 +35,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size}, expected a positive integer")
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config with every interpolation resolved (Hydra's own node excluded)."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
 def flat_config(cfg: DictConfig, keys: tuple[str, ...] = ("seed", "model", "backbone", "head", "optimizer",
                                                              "data", "trainer", "metrics")) -> dict[str, Any]:
     """``{"backbone.embedding_dim": 32, ...}``: the knobs worth filtering on in a dashboard."""
@@ -51,7 +56,7 @@ def flat_config(cfg: DictConfig, keys: tuple[str, ...] = ("seed", "model", "back
         else:
             out[prefix] = node
 
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = resolved_config(cfg)
     for k in keys:
         if k in container:
             walk(k, container[k])

@@ -24,8 +24,8 @@ def build_logger(cfg: DictConfig, run_dir: Path, cache: dict[str, Any], model_la
             tags = sorted({*cfg.scenarios, model_label, *(cfg.logger.get("extra_tags") or [])})
             kwargs = {k: v for k, v in cfg.logger.items() if k != "extra_tags"}
             Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
-            cache["wandb"] = hydra.utils.instantiate(kwargs, tags=tags, config=flat_config(cfg),
-                                                     _convert_="all")
+            factory = hydra.utils.instantiate(kwargs, _partial_=True, _convert_="all")
+            cache["wandb"] = factory(tags=tags, config=flat_config(cfg))
         return cache["wandb"]
     lg = hydra.utils.instantiate(cfg.logger, save_dir=str(run_dir))
     cache[f"csv:{run_dir}"] = lg

@@ -1,0 +1,120 @@
+"""End to end: compose the real config, train, select, test the best checkpoint, write result.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unirec_lab.lit.metrics import ScenarioEvaluator
+from unirec_lab.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["ecommerce", "social", "education", "news"]
+METRICS = ["auc", "logloss", "gauc", "ndcg@10"]
+
+
+def read_result(cfg) -> dict:
+    return json.loads((Path(cfg.paths.output_dir) / "result.json").read_text())
+
+
+def test_one_epoch_writes_result_with_all_four_scenarios(cfg_factory):
+    cfg = cfg_factory(["trainer.max_epochs=1", "logger=csv"])
+    score = train(cfg)
+    r = read_result(cfg)
+    assert r["status"] == "completed" and r["model"] == "unified" and r["scenarios"] == SCENARIOS
+    assert set(r["test"]) == set(SCENARIOS)
+    for s in SCENARIOS:
+        assert set(METRICS) <= set(r["test"][s])
+        assert 0.0 <= r["test"][s]["auc"] <= 1.0 and r["test"][s]["rows"] > 0
+    assert r["selection"]["monitor"] == "val/mean/auc" and r["selection"]["best_epoch"] == 0
+    assert score == pytest.approx(r["selection"]["best_score"])
+    assert r["num_parameters"] > 0 and r["train_samples_per_second"] > 0 and r["wall_seconds"] > 0
+    assert r["git_sha"] and r["packages"]["torch"] and r["seed"] == cfg.seed
+    assert r["config"]["model"]["name"] == "unified" and "backbone.embedding_dim" in r["config_flat"]
+    assert (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").is_file()
+    assert str(cfg.seed) in r["run_name"] and f"p{r['num_parameters']}" in r["run_name"]
+
+
+def test_per_scenario_baseline_trains_one_model_per_scenario(cfg_factory):
+    cfg = cfg_factory(["model=per_scenario", "trainer.max_epochs=1", "logger=none"])
+    train(cfg)
+    r = read_result(cfg)
+    assert r["mode"] == "separate" and set(r["test"]) == set(SCENARIOS)
+    assert set(r["selection"]) == set(SCENARIOS)  # each scenario selects its own best epoch
+    for s in SCENARIOS:
+        ckpt_dir = Path(cfg.paths.output_dir) / "per_scenario" / s / "checkpoints"
+        assert any(ckpt_dir.glob("best-epoch*.ckpt"))
+        assert r["data"][s]["scenario"] == s
+
+
+def _evaluate(ckpt: Path, cfg) -> dict:
+    """Recompute test metrics from a checkpoint file, independently of the trainer."""
+    import hydra
+
+    from unirec_lab.lit.module import RecLitModule
+
+    keys = list(cfg.scenarios)
+    sc = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source)} for k in keys}
+    dm = hydra.utils.instantiate(cfg.data, scenarios=sc)
+    dm.setup()
+    model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
+                                                       head=hydra.utils.instantiate(cfg.head))
+    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    module.eval()
+    ev = ScenarioEvaluator(keys, ["auc"])
+    with torch.no_grad():
+        for b in dm.test_dataloader():
+            ev.update(b, module(b))
+    return ev.compute()
+
+
+def test_test_uses_the_best_checkpoint_not_the_last(cfg_factory):
+    cfg = cfg_factory(["trainer.max_epochs=3", "logger=none", "callbacks.early_stopping=null",
+                       "+extra_callbacks=[{_target_: helpers.SabotageAfterEpoch, epoch: 1}]"])
+    train(cfg)
+    r = read_result(cfg)
+    assert r["selection"]["best_epoch"] == 0
+    out = Path(cfg.paths.output_dir) / "checkpoints"
+    best = _evaluate(out / "best-epoch000.ckpt", cfg)
+    last = _evaluate(out / "latest.ckpt", cfg)
+    for s in SCENARIOS:
+        assert r["test"][s]["auc"] == pytest.approx(best[s]["auc"], abs=1e-9)
+    mean_best = sum(best[s]["auc"] for s in SCENARIOS) / 4
+    mean_last = sum(last[s]["auc"] for s in SCENARIOS) / 4
+    assert mean_best > mean_last + 0.03  # the last weights are noise; testing them would be caught
+
+
+def test_wandb_offline_leaves_an_offline_run(cfg_factory, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    cfg = cfg_factory(["trainer.max_epochs=1", "logger=wandb", "experiment_name=pytest"])
+    train(cfg)
+    runs = list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb"))
+    import wandb
+
+    assert wandb.run is None  # finished
+
+
+@pytest.mark.slow
+def test_two_job_multirun(tmp_path):
+    from conftest import tiny_overrides
+
+    env = {**os.environ, "UNIREC_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "unirec_lab.train", "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "logger=none", *tiny_overrides(), "trainer.max_epochs=1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted((tmp_path / "sweep").glob("*/result.json"))
+    assert len(results) == 2
+    seeds = {json.loads(p.read_text())["seed"] for p in results}
+    assert seeds == {1, 2}
