@@ -180,6 +180,8 @@ def _load_one(run_dir: Path) -> dict[str, Any] | Failure:
             return Failure(str(run_dir), status, _one_line(rec.get("error", f"{RESULT_FILE} status is {status!r}")),
                            list(rec.get("overrides") or []))
         lacking = [k for k in ("model", "seed", "test") if k not in rec]
+        if not lacking and not isinstance(rec["seed"], int):
+            lacking = ["an integer seed"]
         if lacking or not isinstance(rec.get("test"), dict):
             return Failure(str(run_dir), "unreadable", f"{RESULT_FILE} lacks {', '.join(lacking) or 'a test dict'}",
                            list(rec.get("overrides") or []))
@@ -395,7 +397,7 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: st
                            "labels as --baseline; gains are n/a")
         groups.append(g)
 
-    values = pd.DataFrame(value_rows)
+    values = pd.DataFrame(value_rows, columns=[*_empty_values().columns, "mtime"])
     values, superseded = _dedupe(values)
     failures += superseded
     missing = [m for m in metrics if values.loc[values["metric"] == m, "value"].isna().all()]
@@ -417,6 +419,8 @@ def _group_name(i: int) -> str:
 def _dedupe(values: pd.DataFrame) -> tuple[pd.DataFrame, list[Failure]]:
     """Keep the newest record of each (group, model, seed, scenario); report the older runs."""
     key = ["group", "model", "seed", "scenario"]
+    if values.empty:
+        return values, []
     cell = values.drop_duplicates(key + ["run_dir"])
     cell = cell.sort_values(["mtime", "run_dir"], kind="stable")
     keep = cell.drop_duplicates(key, keep="last").set_index(key)["run_dir"]

@@ -48,7 +48,8 @@ def plot_png(agg: Aggregate, metric: str, title: str | None = None, dpi: int = 1
         ax.set_ylabel(f"{metric} {arrow}")
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(f"group {g.name}" + (f" ({', '.join(g.experiments)})" if g.experiments else ""), fontsize=10)
-        ax.legend(fontsize=8, loc="best")
+        ax.margins(y=0.15)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.suptitle((title or "Results") + f" — {metric}: mean ± std over seeds, † p < {agg.alpha:g} vs baseline",
                  fontsize=10)
     fig.tight_layout()

@@ -28,9 +28,9 @@ def _num(v: float, digits: int) -> str:
     return "" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
-def _p(p: float) -> str:
+def _p(p: float, n_pairs: int) -> str:
     if not math.isfinite(p):
-        return "p n/a"
+        return "p n/a" if n_pairs < 2 else "p n/a: no variance"
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
@@ -48,11 +48,12 @@ def legend(agg: Aggregate) -> str:
             f"(↓ = lower is better: metrics containing 'loss'). Δ = relative gain over the baseline "
             f"({agg.baseline}) on the seed means, (model − base)/|base|, sign-flipped for ↓ metrics so positive = "
             f"better; {DAGGER} = p < {agg.alpha:g}, two-sided paired t-test (scipy.stats.ttest_rel) over the seeds "
-            f"shared with the baseline, no multiple-comparison correction; p n/a = fewer than 2 paired seeds.")
+            f"shared with the baseline, no multiple-comparison correction; p n/a = fewer than 2 paired seeds "
+            f"('no variance': every paired difference is the same).")
 
 
 def group_header(g: Group, agg: Aggregate) -> list[str]:
-    lines = [f"experiment {', '.join(g.experiments) or '?'} · {g.n_runs} runs · config {g.signature} · "
+    lines = [f"experiment {', '.join(g.experiments) or '?'} · {g.n_runs} run{'s' if g.n_runs != 1 else ''} · config {g.signature} · "
              f"baseline {g.baseline or 'n/a'}"]
     if g.differing:
         lines.append("differs from the other groups in: " + ", ".join(f"{k}={v}" for k, v in g.differing.items()))
@@ -84,7 +85,7 @@ def _md_gain(r: pd.Series) -> str:
         return "—"
     if not math.isfinite(r["gain"]):
         return "n/a"
-    return f"{100 * r['gain']:+.2f}%" + (DAGGER if r["significant"] else "") + f" ({_p(r['p_value'])})"
+    return f"{100 * r['gain']:+.2f}%" + (DAGGER if r["significant"] else "") + f" ({_p(r['p_value'], r['n_pairs'])})"
 
 
 def render_markdown(agg: Aggregate, title: str | None = None, digits: int = 4) -> str:
