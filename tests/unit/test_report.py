@@ -305,3 +305,14 @@ def test_cli_bad_arguments(sweep, capsys):
     assert main([str(sweep["root"]), "--format", "docx"]) == 1
     assert main([str(sweep["root"]), "--plot-metric", "mrr", "--metrics", "auc"]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_model_labels_prefer_names_over_class_paths(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path, f"b{seed}", "per_scenario", seed, {"news": metrics(0.6, 0.5)})
+        for bb, target in (("mean", "x.encoders.MeanPooling"), ("din", "x.encoders.DIN")):
+            write_run(tmp_path, f"u-{bb}{seed}", "unified", seed, {"news": metrics(0.62, 0.5)},
+                      cfg={"backbone_name": bb, "backbone.history_encoder._target_": target})
+    agg = aggregate(*load_runs([tmp_path]))
+    assert set(agg.table["model"]) == {"per_scenario", "unified[backbone_name=din]", "unified[backbone_name=mean]"}
+    assert cell(agg, "unified[backbone_name=din]", "news", "auc")["n"] == 2

@@ -270,7 +270,14 @@ def _labels(idents: dict[Any, dict[str, Any]], name: str) -> dict[Any, str]:
     if len(idents) == 1:
         return {i: name for i in idents}
     diff = _differing(list(idents.values()))
-    return {i: name + "[" + ",".join(f"{k}={_fmt_value(c.get(k, '<missing>'))}" for k in diff) + "]"
+    # class paths are implied by the other differing keys (e.g. backbone_name); keep them only if nothing else
+    short = [k for k in diff if not k.endswith(("_target_", "_partial_"))] or diff
+
+    def show(k: str, v: Any) -> str:
+        text = _fmt_value(v)
+        return text.rsplit(".", 1)[-1] if k.endswith("_target_") else text
+
+    return {i: name + "[" + ",".join(f"{k}={show(k, c.get(k, '<missing>'))}" for k in short) + "]"
             for i, c in idents.items()}
 
 
