@@ -329,3 +329,31 @@ def test_yelp_hin(tmp_path):
     friends = b.users.set_index("user")["friends"]
     assert sorted(friends[0].tolist()) == [2, 3] and friends[2].tolist() == []
     assert b.items.set_index("item").loc[0, "category"].tolist() == [5, 6]
+
+
+# ------------------------------------------------------------------------------------------ prepare CLI
+
+
+def test_prepare_cli_end_to_end_on_tiny_data(tmp_path):
+    import subprocess
+    import sys
+
+    from unirec_lab.data.scenarios.raw import repo_root
+
+    write_dataset(tmp_path / "raw", "education/statics2011",
+                  {"statics.csv": "".join(f"5\n1,2,3,{k},5\n1,0,1,1,0\n" for k in range(1, 5))})
+    base = [sys.executable, "-m", "unirec_lab.cli.prepare", "scenario=education_statics",
+            f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    ok = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=repo_root(), capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "| education | statics2011 | 4 | 5 | 20 |" in ok.stdout
+    again = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=repo_root(), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and "| yes |" in again.stdout
+    bad = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'missing'}"], cwd=repo_root(), capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1
+    err = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "does not exist; get it with: python -m unirec_lab.data.download" in err[0]
+    assert "Traceback" not in bad.stderr

@@ -71,6 +71,11 @@ def stats_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([header, sep, *body])
 
 
+def render_stats(bundle_dirs: list[Path | str]) -> str:
+    """The statistics table of the given bundle directories (what ``unirec-prepare`` prints, without timings)."""
+    return stats_table([bundle_row(d) for d in bundle_dirs])
+
+
 def find_bundles(path: Path | str) -> list[Path]:
     """``path`` itself if it is a complete bundle, else every complete bundle below it (sorted)."""
     path = Path(path)
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no complete bundle under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 1
     try:
-        print(stats_table([bundle_row(d) for d in dirs]))
+        print(render_stats(dirs))
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -51,10 +51,10 @@ class AmazonHinScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, positive_threshold: float = 4.0, val_frac: float = 0.1,
-                 test_frac: float = 0.1, min_user_ratings: int = 3, max_views: int = 10, seed: int = 0) -> None:
+                 test_frac: float = 0.1, min_user_ratings: int = 3, max_views: int = 10) -> None:
         super().__init__(name, raw_dir, dict(positive_threshold=positive_threshold, val_frac=val_frac,
                                              test_frac=test_frac, min_user_ratings=min_user_ratings,
-                                             max_views=max_views, seed=seed))
+                                             max_views=max_views))
 
     def raw_files(self) -> list[str]:
         return ["user_item.dat", "item_category.dat", "item_brand.dat", "item_view.dat"]

@@ -62,11 +62,10 @@ class BingDknScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, val_frac: float = 0.1, min_user_rows: int = 3,
-                 max_title_len: int = 30, max_entities: int = 5, text_buckets: int = DEFAULT_TEXT_BUCKETS,
-                 seed: int = 0) -> None:
+                 max_title_len: int = 30, max_entities: int = 5, text_buckets: int = DEFAULT_TEXT_BUCKETS) -> None:
         super().__init__(name, raw_dir, dict(val_frac=val_frac, min_user_rows=min_user_rows,
                                              max_title_len=max_title_len, max_entities=max_entities,
-                                             text_buckets=text_buckets, seed=seed))
+                                             text_buckets=text_buckets))
 
     def raw_files(self) -> list[str]:
         return ["raw_train.txt", "raw_test.txt"]

@@ -65,11 +65,10 @@ class CiaoScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, positive_threshold: float = 4.0, val_frac: float = 0.1,
-                 test_frac: float = 0.1, min_user_ratings: int = 3, dedupe: bool = True, max_trust: int = 20,
-                 seed: int = 0) -> None:
+                 test_frac: float = 0.1, min_user_ratings: int = 3, dedupe: bool = True, max_trust: int = 20) -> None:
         super().__init__(name, raw_dir, dict(positive_threshold=positive_threshold, val_frac=val_frac,
                                              test_frac=test_frac, min_user_ratings=min_user_ratings,
-                                             dedupe=dedupe, max_trust=max_trust, seed=seed))
+                                             dedupe=dedupe, max_trust=max_trust))
 
     def raw_files(self) -> list[str]:
         return ["rating_with_timestamp.mat", "trustnetwork.mat", "catalog_ciao.txt"]

@@ -196,8 +196,16 @@ def contains_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_keys[idx] == keys
 
 
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` via a plain sort (numpy 2.4's hash-based ``np.unique`` is ~100x slower on millions of
+    distinct int64 values)."""
+    s = np.sort(np.asarray(x).reshape(-1))
+    return s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s
+
+
 def interaction_keys(user: np.ndarray, item: np.ndarray, num_items: int) -> np.ndarray:
-    return np.unique(np.asarray(user, dtype=np.int64) * num_items + np.asarray(item, dtype=np.int64))
+    """Sorted unique ``user * num_items + item`` keys of observed interactions."""
+    return sorted_unique(np.asarray(user, dtype=np.int64) * num_items + np.asarray(item, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------- multi / text fields
@@ -234,18 +242,23 @@ def word_id(word: str, buckets: int) -> int:
     return 1 + h % (buckets - 1)
 
 
-def text_field(texts: pd.Series, max_len: int, buckets: int) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+def text_field(texts: pd.Series, max_len: int, buckets: int, vocab_texts: pd.Series | None = None
+               ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
     """Token id lists (first ``max_len`` words) for each text, plus vocab size and a summary.
 
     ``buckets > 0``: word -> :func:`word_id` (same id for the same word in every scenario: the namespace is
     ``shared:tokens``); vocab size = ``buckets``. ``buckets == 0``: a vocabulary of this scenario's words
-    (sorted, ids ``1..V``); vocab size ``V + 1``.
+    (sorted, ids ``1..V``; built from ``vocab_texts`` too when given, e.g. every name in skill.json); vocab size
+    ``V + 1``.
     """
     toks = tokenize(texts.reset_index(drop=True))
     lens = toks.map(len).to_numpy()
     flat = toks.explode()
     flat = flat[flat.notna()]
     words = pd.Index(pd.unique(flat.to_numpy(dtype=object)))
+    if buckets <= 0 and vocab_texts is not None:
+        extra = tokenize(vocab_texts.reset_index(drop=True)).explode().dropna().to_numpy(dtype=object)
+        words = words.append(pd.Index(extra)).unique()
     if buckets > 0:
         ids = np.fromiter((word_id(w, buckets) for w in words), dtype=np.int64, count=len(words))
         vocab = buckets
@@ -285,8 +298,13 @@ def mean_history_len(inter: pd.DataFrame, k: int = STATS_HISTORY_LEN) -> float:
     if "history" in inter.columns:
         return float(np.minimum(inter["history"].map(len).to_numpy(), k).mean())
     user = inter["user"].to_numpy(np.int64)
-    t_rank = np.unique(inter["ts"].to_numpy(), return_inverse=True)[1].astype(np.int64).reshape(-1)
-    n_t = int(t_rank.max()) + 1
+    ts = inter["ts"].to_numpy(np.int64)
+    span = int(ts.max()) - int(ts.min()) + 1
+    if span * (int(user.max()) + 1) < 2**62:  # (user, ts) key without ranking the timestamps (no big sort)
+        t_rank, n_t = ts - ts.min(), span
+    else:
+        t_rank = np.unique(ts, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        n_t = int(t_rank.max()) + 1
     key = user * n_t + t_rank
     level = split_levels(inter["split"])
     pos = inter["label"].to_numpy() > 0.5

@@ -105,15 +105,14 @@ class KnowledgeTracingScenario(RawScenarioSource):
 
     def __init__(self, name: str, raw_dir: str | Path, split: str = "user_chrono", val_frac: float = 0.1,
                  test_frac: float = 0.1, min_user_rows: int = 3, max_skills: int = 4, max_text_len: int = 16,
-                 text_buckets: int = DEFAULT_TEXT_BUCKETS, merge_multi_skill_rows: bool = True,
-                 seed: int = 0) -> None:
+                 text_buckets: int = DEFAULT_TEXT_BUCKETS, merge_multi_skill_rows: bool = True) -> None:
         allowed = ("user_chrono", "fold") if self.fold_splits else ("user_chrono",)
         if split not in allowed:
             raise ValueError(f"scenario {name!r} ({self.dataset}): split={split!r}, expected one of {allowed}")
         super().__init__(name, raw_dir, dict(split=split, val_frac=val_frac, test_frac=test_frac,
                                              min_user_rows=min_user_rows, max_skills=max_skills,
                                              max_text_len=max_text_len, text_buckets=text_buckets,
-                                             merge_multi_skill_rows=merge_multi_skill_rows, seed=seed))
+                                             merge_multi_skill_rows=merge_multi_skill_rows))
 
     def raw_files(self) -> list[str]:
         return list(self.files) + ([self.skill_names] if self.skill_names else [])
@@ -219,7 +218,8 @@ class KnowledgeTracingScenario(RawScenarioSource):
             flat = ps[["item", "skill"]].copy()
             flat["name"] = flat["skill"].map(idx_to_name).fillna("")
             text = flat.groupby("item", sort=True)["name"].agg(" ".join).reindex(range(ni), fill_value="")
-            toks, max_len, info = text_field(text, p["max_text_len"], p["text_buckets"])
+            toks, max_len, info = text_field(text, p["max_text_len"], p["text_buckets"],
+                                             vocab_texts=pd.Series(idx_to_name.to_numpy(dtype=object)))
             items["skill_text"] = list_column(toks)
             fields.append(FieldSpec("skill_text", "text", info["vocab_size"], "shared:tokens", max_len=max_len))
             extra["skill_text"] = {**info, "named_skills": int(len(idx_to_name))}

@@ -101,12 +101,11 @@ class MindScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, max_history: int = 50, val_days: int = 1,
-                 test_days: int = 1, max_title_len: int = 30, text_buckets: int = DEFAULT_TEXT_BUCKETS,
-                 seed: int = 0) -> None:
+                 test_days: int = 1, max_title_len: int = 30, text_buckets: int = DEFAULT_TEXT_BUCKETS) -> None:
         if val_days < 1 or test_days < 1 or max_history < 0:
             raise ValueError(f"scenario {name!r}: need val_days >= 1, test_days >= 1, max_history >= 0")
         super().__init__(name, raw_dir, dict(max_history=max_history, val_days=val_days, test_days=test_days,
-                                             max_title_len=max_title_len, text_buckets=text_buckets, seed=seed))
+                                             max_title_len=max_title_len, text_buckets=text_buckets))
 
     def raw_files(self) -> list[str]:
         return ["behaviors.tsv", "news.tsv"]

@@ -51,10 +51,10 @@ class YelpHinScenario(RawScenarioSource):
 
     def __init__(self, name: str, raw_dir: str | Path, positive_threshold: float = 4.0, val_frac: float = 0.1,
                  test_frac: float = 0.1, min_user_ratings: int = 3, max_friends: int = 20,
-                 max_categories: int = 10, seed: int = 0) -> None:
+                 max_categories: int = 10) -> None:
         super().__init__(name, raw_dir, dict(positive_threshold=positive_threshold, val_frac=val_frac,
                                              test_frac=test_frac, min_user_ratings=min_user_ratings,
-                                             max_friends=max_friends, max_categories=max_categories, seed=seed))
+                                             max_friends=max_friends, max_categories=max_categories))
 
     def raw_files(self) -> list[str]:
         return ["user_business.dat", "user_user.dat", "business_category.dat", "business_city.dat"]
