@@ -32,7 +32,9 @@ def bundle_row(path: Path | str, seconds: float | None = None, cached: bool | No
         raise BundleError(f"{path}: cannot read stats.json / feature_spec.json ({e})") from None
     prov = stats.get("provenance", {})
     nu, ni = int(stats.get("num_users", 0)), int(stats.get("num_items", 0))
-    hist = prov.get("mean_history_len", stats.get("mean_history_len"))
+    hist = prov.get("mean_history_len")
+    if hist is None:  # bundles from sources that do not record it (synthetic): count from the parquet
+        hist = _mean_history_len(path)
     return {
         "scenario": stats.get("scenario", path.parent.name),
         "dataset": spec.get("extra", {}).get("dataset", prov.get("generator", "")),
@@ -43,6 +45,19 @@ def bundle_row(path: Path | str, seconds: float | None = None, cached: bool | No
         "mean_history_len": hist, "build_s": prov.get("prepare_seconds"), "seconds": seconds, "cached": cached,
         "path": str(path),
     }
+
+
+def _mean_history_len(path: Path) -> float | None:
+    import pandas as pd
+
+    from unirec_lab.data.scenarios.common import mean_history_len
+
+    try:
+        cols = pd.read_parquet(path / "interactions.parquet").columns
+        use = [c for c in ("user", "item", "label", "ts", "split", "history") if c in cols]
+        return mean_history_len(pd.read_parquet(path / "interactions.parquet", columns=use))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _fmt(key: str, v: Any) -> str:
