@@ -53,7 +53,11 @@ MODEL_KEYS = ("model", "model.*", "backbone", "backbone.*", "backbone_name", "he
 IGNORED_KEYS = ("seed", "data.shuffle_seed", "hydra", "hydra.*", "paths.*", "logger", "logger.*", "resume",
                 "num_threads", "experiment_name", "metrics", "scenarios", "scenario", "*_dir", "*.dir", "*_path",
                 "*.path", "*cache*", "data.eval_batch_size", "data.num_workers", "trainer.enable_progress_bar",
-                "trainer.enable_model_summary", "trainer.log_every_n_steps", "trainer.default_root_dir")
+                "trainer.enable_model_summary", "trainer.log_every_n_steps", "trainer.default_root_dir",
+                # checkpoint files kept for resuming / inspection (selection itself: monitor + mode, kept)
+                "callbacks.latest_checkpoint", "callbacks.latest_checkpoint.*", "callbacks.*.verbose",
+                *(f"callbacks.model_checkpoint.{k}" for k in ("save_last", "save_top_k", "filename",
+                                                             "auto_insert_metric_name", "enable_version_counter")))
 SKIP_DIRS = {".hydra", "checkpoints", "wandb", "csv", "lightning_logs", "__pycache__"}
 
 
