@@ -2,7 +2,8 @@
 
 user = user id + user fields + history encoder(history item vectors); item = item id + item fields.
 The interaction ``[u, i, u*i, <u,i>]`` (the dot product is the collaborative-filtering score) feeds a shared
-trunk MLP whose output every scenario head reads.
+trunk MLP whose output every scenario head reads. With ``scenario_feature=True`` (the scenario-as-feature
+baseline) an embedding of the row's scenario index is concatenated to the trunk input as one more feature.
 """
 
 from __future__ import annotations
@@ -20,17 +21,27 @@ Batch = dict[str, torch.Tensor]
 
 
 class SharedBackbone(nn.Module):
-    """Embeds a batch and returns ``{"h": trunk output, "user", "item", "dot"}``."""
+    """Embeds a batch and returns ``{"h": trunk output, "user", "item", "dot"}``.
+
+    ``feature_dims`` gives the width of every output besides ``h`` (``out_dim``), for heads that read them.
+    """
 
     def __init__(self, space: FeatureSpace, history_encoder: Callable[[int], nn.Module],
                  embedding_dim: int = 32, trunk_dims: Sequence[int] = (128, 64), dropout: float = 0.0,
-                 init_std: float = 0.02) -> None:
+                 init_std: float = 0.02, scenario_feature: bool = False) -> None:
         super().__init__()
         self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std)
         self.history_encoder = history_encoder(embedding_dim)
-        self.trunk = mlp(3 * embedding_dim + 1, list(trunk_dims), dropout)
-        self.out_dim = list(trunk_dims)[-1] if trunk_dims else 3 * embedding_dim + 1
+        self.scenario_embedding: nn.Embedding | None = None
+        in_dim = 3 * embedding_dim + 1
+        if scenario_feature:
+            self.scenario_embedding = nn.Embedding(space.num_scenarios, embedding_dim)
+            nn.init.normal_(self.scenario_embedding.weight, 0.0, init_std)
+            in_dim += embedding_dim
+        self.trunk = mlp(in_dim, list(trunk_dims), dropout)
+        self.out_dim = list(trunk_dims)[-1] if trunk_dims else in_dim
         self.embedding_dim = embedding_dim
+        self.feature_dims = {"user": embedding_dim, "item": embedding_dim, "dot": 1}
 
     def user_item(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         hist_ids = batch["history"]
@@ -42,5 +53,13 @@ class SharedBackbone(nn.Module):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         user, item = self.user_item(batch)
         dot = (user * item).sum(-1, keepdim=True)
-        h = self.trunk(torch.cat([user, item, user * item, dot], dim=-1))
+        parts = [user, item, user * item, dot]
+        if self.scenario_embedding is not None:
+            parts.append(self.scenario_embedding(batch["scenario"]))
+        h = self.trunk(torch.cat(parts, dim=-1))
         return {"h": h, "user": user, "item": item, "dot": dot.squeeze(-1)}
+
+    def describe(self) -> str:
+        enc = type(self.history_encoder).__name__
+        sc = ", scenario feature" if self.scenario_embedding is not None else ""
+        return f"{type(self).__name__}(d={self.embedding_dim}, history={enc}{sc})"

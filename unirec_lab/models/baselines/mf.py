@@ -1,0 +1,44 @@
+"""Matrix factorisation: ``logit = <e_u, e_i> (+ b_u + b_i + b_0)``. No features, no history, no MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unirec_lab.data.features import FeatureSpace
+from unirec_lab.models.embedding import init_embedding
+
+Batch = dict[str, torch.Tensor]
+
+
+class MatrixFactorization(nn.Module):
+    """Global user/item id embeddings (ids are scenario-private, so each scenario is its own MF)."""
+
+    def __init__(self, space: FeatureSpace, embedding_dim: int = 32, bias: bool = True,
+                 init_std: float = 0.02) -> None:
+        super().__init__()
+        if embedding_dim <= 0:
+            raise ValueError(f"embedding_dim={embedding_dim}, expected a positive integer")
+        self.user = nn.Embedding(space.num_users, embedding_dim, padding_idx=0)
+        self.item = nn.Embedding(space.num_items, embedding_dim, padding_idx=0)
+        init_embedding(self.user, init_std)
+        init_embedding(self.item, init_std)
+        self.bias = bias
+        if bias:
+            self.user_bias = nn.Embedding(space.num_users, 1, padding_idx=0)
+            self.item_bias = nn.Embedding(space.num_items, 1, padding_idx=0)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+            self.global_bias = nn.Parameter(torch.zeros(()))
+        self.embedding_dim = embedding_dim
+        self.description = (f"MF: <user id emb, item id emb> (d={embedding_dim})"
+                            + (" + user/item/global bias" if bias else ", no biases") + "; no features, no history")
+
+    def score(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        logit = (self.user(user) * self.item(item)).sum(-1)
+        if self.bias:
+            logit = logit + self.user_bias(user).squeeze(-1) + self.item_bias(item).squeeze(-1) + self.global_bias
+        return logit
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.score(batch["user"], batch["item"])
