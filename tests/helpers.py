@@ -24,3 +24,52 @@ class SabotageAfterEpoch(pl.Callback):
             for group in opt.param_groups:
                 group["lr"] = 0.0
 
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILL this process after global step ``step``: a crash nothing can clean up after."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NaNAtStep(pl.Callback):
+    """Poison one weight with NaN before global step ``step`` (to exercise the non-finite loss guard)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+def evaluate_checkpoint(ckpt, cfg, metrics=("auc",)) -> dict:
+    """Recompute test metrics from a checkpoint file in this process, independently of the trainer."""
+    import hydra
+
+    from unirec_lab.lit.metrics import ScenarioEvaluator
+    from unirec_lab.lit.module import RecLitModule
+
+    keys = list(cfg.scenarios)
+    sc = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source)} for k in keys}
+    dm = hydra.utils.instantiate(cfg.data, scenarios=sc)
+    dm.setup()
+    model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
+                                                       head=hydra.utils.instantiate(cfg.head))
+    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys)
+    module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    module.eval()
+    ev = ScenarioEvaluator(keys, list(metrics))
+    with torch.no_grad():
+        for b in dm.test_dataloader():
+            ev.update(b, module(b))
+    return ev.compute()

@@ -12,6 +12,7 @@ architecture once per scenario (own data, own early stopping and best epoch) ins
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -21,19 +22,24 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from unirec_lab.lit.checkpoints import check_resumable, run_signature
 from unirec_lab.lit.module import RecLitModule
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
+from unirec_lab.utils.atomic import atomic_write_json
 from unirec_lab.utils.callbacks import ThroughputMonitor
+from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.config import check_config, flat_config, resolved_config
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 
 log = logging.getLogger("unirec_lab.train")
+PART_FILE = "part.json"
 
 
 def _best_epoch(ckpt_path: str) -> int | None:
@@ -54,6 +60,7 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
                   head=hydra.utils.instantiate(cfg.head))
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys, dm.loss_weights,
                           metrics=list(cfg.metrics))
+    module.run_signature = run_signature(flat_config(cfg))
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
     callbacks: list[pl.Callback] = [checkpoint, ThroughputMonitor()]
@@ -67,13 +74,16 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   default_root_dir=str(run_dir))
     resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
+    if resume is not None:
+        check_resumable(resume, module, module.run_signature)
+        log.info("resuming from %s", resume)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - t0
     val_history = list(module.val_history)
     if not checkpoint.best_model_path:
         raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
-    trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)
+    trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
     tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
     return {
         "test": module.test_results,
@@ -113,8 +123,14 @@ def train(cfg: DictConfig) -> float:
         if cfg.model.mode == "separate":
             parts = {}
             for k in keys:
+                sub = run_dir / "per_scenario" / k
+                if cfg.get("resume") and (sub / PART_FILE).is_file():  # finished before the crash
+                    parts[k] = json.loads((sub / PART_FILE).read_text())
+                    continue
                 pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-                parts[k] = fit_and_test(cfg, [k], run_dir / "per_scenario" / k, loggers)
+                parts[k] = fit_and_test(cfg, [k], sub, loggers)
+                if is_rank_zero():
+                    atomic_write_json(sub / PART_FILE, parts[k])
             test = {k: parts[k]["test"][k] for k in keys}
             selection = {k: p["selection"] for k, p in parts.items()}
             n_params = sum(p["num_parameters"] for p in parts.values())
@@ -156,7 +172,7 @@ def train(cfg: DictConfig) -> float:
             "train_samples_per_second": round(rows / secs, 1) if secs > 0 else None,
             "data": data,
         }
-        if pl.utilities.rank_zero_only.rank == 0:
+        if is_rank_zero():
             write_result(run_dir, record)
             for lg in loggers.values():
                 log_final(lg, record)
@@ -182,9 +198,15 @@ def result_table(record: dict[str, Any]) -> str:
         ["scenario", *metrics, "rows"], rows)
 
 
+def is_rank_zero() -> bool:
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    """CLI entry: bad input ends with one line and exit code 2; in a multirun a failed job is recorded
+    (``failure.json``) and the sweep goes on."""
+    return run_guarded(train, cfg)
 
 
 if __name__ == "__main__":

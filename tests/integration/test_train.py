@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from unirec_lab.lit.metrics import ScenarioEvaluator
+from helpers import evaluate_checkpoint
 from unirec_lab.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,29 +52,6 @@ def test_per_scenario_baseline_trains_one_model_per_scenario(cfg_factory):
         assert r["data"][s]["scenario"] == s
 
 
-def _evaluate(ckpt: Path, cfg) -> dict:
-    """Recompute test metrics from a checkpoint file, independently of the trainer."""
-    import hydra
-
-    from unirec_lab.lit.module import RecLitModule
-
-    keys = list(cfg.scenarios)
-    sc = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source)} for k in keys}
-    dm = hydra.utils.instantiate(cfg.data, scenarios=sc)
-    dm.setup()
-    model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
-                                                       head=hydra.utils.instantiate(cfg.head))
-    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    module.eval()
-    ev = ScenarioEvaluator(keys, ["auc"])
-    with torch.no_grad():
-        for b in dm.test_dataloader():
-            ev.update(b, module(b))
-    return ev.compute()
-
-
 def test_test_uses_the_best_checkpoint_not_the_last(cfg_factory):
     cfg = cfg_factory(["trainer.max_epochs=3", "logger=none", "callbacks.early_stopping=null",
                        "+extra_callbacks=[{_target_: helpers.SabotageAfterEpoch, epoch: 1}]"])
@@ -83,8 +59,8 @@ def test_test_uses_the_best_checkpoint_not_the_last(cfg_factory):
     r = read_result(cfg)
     assert r["selection"]["best_epoch"] == 0
     out = Path(cfg.paths.output_dir) / "checkpoints"
-    best = _evaluate(out / "best-epoch000.ckpt", cfg)
-    last = _evaluate(out / "latest.ckpt", cfg)
+    best = evaluate_checkpoint(out / "best-epoch000.ckpt", cfg)
+    last = evaluate_checkpoint(out / "latest.ckpt", cfg)
     for s in SCENARIOS:
         assert r["test"][s]["auc"] == pytest.approx(best[s]["auc"], abs=1e-9)
     mean_best = sum(best[s]["auc"] for s in SCENARIOS) / 4

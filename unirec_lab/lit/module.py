@@ -9,6 +9,8 @@ which drives checkpointing and early stopping (``val/mean/auc``).
 from __future__ import annotations
 
 import math
+import random
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +22,8 @@ from torch import nn
 from unirec_lab.lit.metrics import ScenarioEvaluator
 
 Batch = dict[str, torch.Tensor]
+# epoch metrics are computed from rows gathered across ranks, so every rank logs the same value already
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,6 +50,7 @@ class RecLitModule(pl.LightningModule):
         self.test_results: dict[str, dict[str, float]] = {}
         self.val_history: list[dict[str, Any]] = []
         self.train_rows_seen = 0
+        self.run_signature: dict[str, str] | None = None  # set by train.py; checked before resuming
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(batch)
@@ -117,9 +122,18 @@ class RecLitModule(pl.LightningModule):
                                                    "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["unirec"] = {"val_history": self.val_history, "train_rows_seen": self.train_rows_seen}
+        # RNG state makes a resumed run continue exactly (dropout masks); all plain types: weights_only loads
+        checkpoint["unirec"] = {"val_history": self.val_history, "train_rows_seen": self.train_rows_seen,
+                                "signature": self.run_signature, "torch_rng": torch.get_rng_state(),
+                                "python_rng": list(random.getstate()[1])}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("unirec", {})
+        if self._trainer is not None and self.trainer.state.fn != "fit":
+            return  # testing a checkpoint must not rewind the run's history
         self.val_history = list(state.get("val_history", []))
         self.train_rows_seen = int(state.get("train_rows_seen", 0))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "python_rng" in state:
+            random.setstate((3, tuple(state["python_rng"]), None))
