@@ -1,0 +1,118 @@
+"""Benchmark the model zoo: every backbone x head (unified wiring) plus the baselines, one short run each.
+
+    .venv/bin/python scripts/bench_zoo.py                       # synthetic default, 1 epoch, all combinations
+    .venv/bin/python scripts/bench_zoo.py --threads 1 --epochs 2 -- data.batch_size=2048
+    .venv/bin/python scripts/bench_zoo.py --only mean-mlp mean-star mf
+
+Each row is one ``unirec-train`` job (own process, own run dir, ``result.json``); the table is built from those
+files: validation AUC of the selected epoch (``val/mean/auc``), test AUC of that checkpoint, parameters, and
+training throughput (rows per second of training steps, validation excluded; see ``ThroughputMonitor``).
+Throughput depends on the machine and its load: compare rows of one table, not across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKBONES = ["mean", "din", "sasrec"]
+HEADS = ["mlp", "mmoe", "ple", "star", "pepnet"]
+BASELINES = [  # (label, model, backbone, head)
+    ("per_scenario", "per_scenario", "mean", "mlp"),
+    ("scenario_as_feature", "scenario_as_feature", "mean", "mlp"),
+    ("mf", "mf", "mean", "mlp"),
+    ("popularity", "popularity", "mean", "mlp"),
+]
+
+
+def jobs() -> list[tuple[str, str, str, str]]:
+    out = [(f"{b}-{h}", "unified", b, h) for b in BACKBONES for h in HEADS]
+    return out + BASELINES
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def summarise(label: str, rec: dict[str, Any], wall: float) -> dict[str, Any]:
+    sel = rec["selection"]
+    if rec["mode"] == "separate":  # one selection per scenario
+        val_auc = _mean([s["best_score"] for s in sel.values()])
+    else:
+        val_auc = sel["best_score"]
+    return {"run": label, "model": rec["model"], "backbone": rec["config"]["backbone_name"],
+            "head": rec["config"]["head_name"], "params": rec["num_parameters"], "val_auc": val_auc,
+            "test_auc": _mean([v.get("auc") for v in rec["test"].values()]),
+            "samples_per_s": rec["train_samples_per_second"], "wall_s": round(wall, 1),
+            "description": rec["description"]}
+
+
+def run(label: str, model: str, backbone: str, head: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    run_dir = out / label
+    cmd = [sys.executable, "-m", "unirec_lab.train", f"hydra.run.dir={run_dir}", f"model={model}",
+           f"backbone={backbone}", f"head={head}", f"trainer.max_epochs={args.epochs}", "logger=none",
+           f"scenario={args.scenario}", f"seed={args.seed}"]
+    if args.threads:
+        cmd.append(f"num_threads={args.threads}")
+    cmd += args.overrides
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
+        raise SystemExit(f"error: {label} failed (exit {proc.returncode}): {' '.join(cmd[2:])}")
+    return summarise(label, json.loads((run_dir / "result.json").read_text()), wall)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["run", "model", "backbone", "head", "params", "val/mean/auc", "test/mean/auc", "train samples/s",
+            "wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        tput = f"{r['samples_per_s']:,.0f}" if r["samples_per_s"] else "n/a"
+        lines.append(f"| {r['run']} | {r['model']} | {r['backbone']} | {r['head']} | {r['params']:,} | "
+                     f"{r['val_auc']:.4f} | {r['test_auc']:.4f} | {tput} | {r['wall_s']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default="synthetic")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per job (default: torch's)")
+    ap.add_argument("--only", nargs="+", default=None, help="run labels to keep (e.g. mean-mlp mf)")
+    ap.add_argument("--out", default=None, help="output dir (default outputs/bench_zoo/<time>)")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to every job (after --)")
+    args = ap.parse_args(argv)
+    out = Path(args.out or ROOT / "outputs" / "bench_zoo" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    todo = [j for j in jobs() if args.only is None or j[0] in args.only]
+    if not todo:
+        raise SystemExit(f"error: --only {args.only} matches none of {[j[0] for j in jobs()]}")
+    rows = []
+    for label, model, backbone, head in todo:
+        rows.append(run(label, model, backbone, head, args, out))
+        r = rows[-1]
+        print(f"{label:22s} val/mean/auc {r['val_auc']:.4f}  {r['samples_per_s'] or 0:>10,.0f} samples/s  "
+              f"{r['params']:>9,} params  {r['wall_s']:.1f}s", flush=True)
+    md = table(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(md + "\n")
+    (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"\n## Model zoo, scenario={args.scenario}, {args.epochs} epoch(s), threads={args.threads or 'default'}\n")
+    print(md)
+    print(f"\n-> {out / 'bench.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
