@@ -45,7 +45,7 @@ def test_config_composes_and_instantiates(group, option, tmp_path, monkeypatch):
     from conftest import compose_cfg
 
     monkeypatch.setenv("UNIREC_RAW_DIR", str(tmp_path / "raw"))  # constructors must not need the data
-    override = f"+{group}={option}" if group == "sweep" else f"{group}={option}"
+    override = f"{group}={option}"
     cfg = compose_cfg(tmp_path, [override])
     OmegaConf.resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     _instantiate_all(cfg)
