@@ -30,6 +30,15 @@ HEADS = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest and immune to oversubscription on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -346,3 +355,10 @@ def test_popularity_ranks_items_by_train_popularity() -> None:
         Popularity(space, kind="clicks")
     with pytest.raises(ValueError, match="train statistics"):
         Popularity(SimpleNamespace(item_train_count=None, item_train_pos=None), kind="count")
+
+
+def test_encoders_accept_an_empty_history() -> None:
+    hist, mask, target = torch.zeros(4, 0, 8), torch.zeros(4, 0, dtype=torch.bool), torch.randn(4, 8)
+    for enc in (MeanPooling(8), TargetAttention(8, attention_dims=[8]), CausalSelfAttention(8, max_len=0)):
+        out = enc(hist, mask, target)
+        assert out.shape == (4, 8) and torch.all(out == 0)

@@ -67,8 +67,8 @@ class TargetAttention(nn.Module):
         B, K, d = hist.shape
         flat = hist.reshape(B * K, d)
         z = flat @ (w_h + w_d).t() + (hist * target.unsqueeze(1)).reshape(B * K, d) @ w_p.t()
-        z = z.view(B, K, -1) + (target @ (w_t - w_d).t() + self.first.bias).unsqueeze(1)
-        return self.rest(z.reshape(B * K, -1)).view(B, K)  # PReLU wants its channels in dim 1
+        z = z.view(B, K, z.shape[-1]) + (target @ (w_t - w_d).t() + self.first.bias).unsqueeze(1)
+        return self.rest(z.reshape(B * K, z.shape[-1])).view(B, K)  # PReLU wants its channels in dim 1
 
     def attention_weights(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B, K]`` weights; exactly 0 where ``mask`` is False."""
@@ -128,8 +128,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, max_len: int, num_layers: int = 2, num_heads: int = 2, dropout: float = 0.1,
                  ffn_mult: int = 2, init_std: float = 0.02) -> None:
         super().__init__()
-        if max_len <= 0:
-            raise ValueError(f"max_len={max_len}, expected a positive integer (usually data.history_len)")
+        if max_len < 0:
+            raise ValueError(f"max_len={max_len}, expected >= 0 (usually data.history_len)")
         if num_layers < 1 or num_heads < 1 or dim % num_heads:
             raise ValueError(f"num_layers={num_layers}, num_heads={num_heads}: need >= 1 each and "
                              f"embedding_dim={dim} divisible by num_heads")
