@@ -22,10 +22,10 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from unirec_lab.lit.checkpoints import check_resumable, run_signature
 from unirec_lab.lit.module import RecLitModule
@@ -34,8 +34,8 @@ from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
 from unirec_lab.utils.callbacks import ThroughputMonitor
-from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.config import check_config, flat_config, resolved_config
+from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 
 log = logging.getLogger("unirec_lab.train")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from unirec_lab.train import train
+
 from conftest import compose_cfg, tiny_overrides
 from helpers import evaluate_checkpoint
-from unirec_lab.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"

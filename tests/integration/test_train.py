@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import evaluate_checkpoint
 from unirec_lab.train import train
+
+from helpers import evaluate_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ["ecommerce", "social", "education", "news"]

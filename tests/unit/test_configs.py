@@ -30,7 +30,7 @@ def _instantiate_all(cfg) -> None:
         kw = {k: v for k, v in cfg.logger.items() if k != "extra_tags"}
         hydra.utils.instantiate(kw, _partial_=True)
     hydra.utils.instantiate(cfg.trainer, _partial_=True)
-    for name, cb in cfg.callbacks.items():
+    for cb in cfg.callbacks.values():
         if cb is not None:
             hydra.utils.instantiate(cb, _partial_=True)
     assert callable(hydra.utils.instantiate(cfg.optimizer))

@@ -7,6 +7,7 @@ import functools
 import torch
 
 from unirec_lab.lit.module import RecLitModule
+from unirec_lab.lit.optim import LazyAdam
 from unirec_lab.models.backbones.encoders import MeanPooling
 from unirec_lab.models.backbones.shared import SharedBackbone
 from unirec_lab.models.builders import build_unified
@@ -28,9 +29,9 @@ def first_batch(dm, n=256):
 
 def test_overfits_a_tiny_batch(tiny_dm):
     model = make_model(tiny_dm.space)
-    module = RecLitModule(model, functools.partial(torch.optim.Adam, lr=1e-2), tiny_dm.scenario_names)
+    module = RecLitModule(model, functools.partial(LazyAdam, lr=1e-2), tiny_dm.scenario_names)
     batch = first_batch(tiny_dm, 128)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = LazyAdam(model.parameters(), lr=1e-2)
     first = None
     for _ in range(300):
         per_s, counts = module.scenario_losses(model(batch), batch)
@@ -92,3 +93,23 @@ def test_mixed_batch_equals_per_scenario_batches_in_eval(tiny_dm):
             m = batch["scenario"] == s
             alone = model({k: v[m] for k, v in batch.items()})
             assert torch.allclose(mixed[m], alone, atol=1e-6)
+
+
+def test_eval_shortcut_for_shared_histories_is_exact(tiny_dm):
+    """Consecutive rows sharing user+history are computed once in eval; the result must not change."""
+    from unirec_lab.models.backbones.encoders import CausalSelfAttention, TargetAttention
+
+    va = tiny_dm.splits["val"]
+    batch = {k: v[:400] for k, v in va.items()}
+    assert ((batch["user"][1:] == batch["user"][:-1]) & (batch["history"][1:] == batch["history"][:-1]).all(1)).any()
+    perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))
+    inv = torch.argsort(perm)
+    for enc in (MeanPooling, functools.partial(TargetAttention, attention_dims=[8]),
+                functools.partial(CausalSelfAttention, max_len=8, num_layers=1, num_heads=1)):
+        torch.manual_seed(0)
+        backbone = functools.partial(SharedBackbone, history_encoder=enc, embedding_dim=16, trunk_dims=[32])
+        model = build_unified(tiny_dm.space, backbone, functools.partial(MLPTowers, hidden_dims=[8])).eval()
+        with torch.no_grad():
+            fast = model(batch)
+            slow = model({k: v[perm] for k, v in batch.items()})[inv]  # shuffled: no consecutive duplicates
+        assert torch.allclose(fast, slow, atol=1e-5), enc

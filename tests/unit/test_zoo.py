@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from unirec_lab.data.datamodule import MultiScenarioDataModule
 from unirec_lab.data.synthetic import SyntheticScenario, SyntheticWorld
 from unirec_lab.lit.module import RecLitModule
+from unirec_lab.lit.optim import LazyAdam
 from unirec_lab.models.backbones.encoders import CausalSelfAttention, MeanPooling, TargetAttention
 from unirec_lab.models.backbones.shared import SharedBackbone
 from unirec_lab.models.builders import build_unified
@@ -100,7 +101,7 @@ def test_backbone_head_trains_and_routes_gradient_per_scenario(dm, backbone: str
     torch.manual_seed(0)
     model = _build(dm, backbone, head)
     assert model.description and count_parameters(model) > 0
-    module = RecLitModule(model, functools.partial(torch.optim.Adam, lr=5e-3), dm.scenario_names)
+    module = RecLitModule(model, functools.partial(LazyAdam, lr=5e-3), dm.scenario_names)
     opt = module.configure_optimizers()
     batch = _batch(dm, 64)
     assert set(batch["scenario"].tolist()) == {0, 1, 2}
@@ -162,7 +163,7 @@ def test_models_fit_through_reclitmodule(dm, model_name: str, tmp_path: Path) ->
              "popularity": functools.partial(builders.build_popularity, kind="rate", smoothing=5.0)}[model_name]
     model = build(space=dm.space, backbone=bb, head=HEADS["mlp"])
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    module = RecLitModule(model, functools.partial(torch.optim.Adam, lr=1e-2), dm.scenario_names,
+    module = RecLitModule(model, functools.partial(LazyAdam, lr=1e-2), dm.scenario_names,
                           metrics=["auc", "logloss"])
     trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

@@ -97,7 +97,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.space = build_feature_space(self.bundles)
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         group_offset = 0
-        for s_idx, (name, b) in enumerate(self.bundles.items()):
+        for s_idx, b in enumerate(self.bundles.values()):
             arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset)
             group_offset += n_groups
             for split in SPLITS:

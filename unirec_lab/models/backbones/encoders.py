@@ -20,6 +20,8 @@ from torch import nn
 class MeanPooling(nn.Module):
     """Masked mean of the history item vectors (zeros for an empty history)."""
 
+    target_dependent = False  # does the output depend on the candidate item? (eval dedupe in the backbone)
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
@@ -39,6 +41,8 @@ class TargetAttention(nn.Module):
     intensity of interest. Either way padded positions get exactly zero weight and an empty history gives a
     zero vector.
     """
+
+    target_dependent = True  # does the output depend on the candidate item? (eval dedupe in the backbone)
 
     def __init__(self, dim: int, attention_dims: Sequence[int] = (64, 32), normalise: bool = True) -> None:
         super().__init__()
@@ -124,6 +128,8 @@ class CausalSelfAttention(nn.Module):
     ``sequence_outputs`` returns every position's state ``[B, K, d]`` (next-item training à la SASRec).
     Weights are initialised N(0, 0.02) (biases 0, LayerNorm 1/0).
     """
+
+    target_dependent = False  # does the output depend on the candidate item? (eval dedupe in the backbone)
 
     def __init__(self, dim: int, max_len: int, num_layers: int = 2, num_heads: int = 2, dropout: float = 0.1,
                  ffn_mult: int = 2, init_std: float = 0.02) -> None:
