@@ -60,9 +60,10 @@ def build_scenario_as_feature(space: FeatureSpace, backbone: Callable[..., nn.Mo
 
 
 def build_mf(space: FeatureSpace, backbone: Callable[..., nn.Module], head: Callable[..., nn.Module],
-             embedding_dim: int = 32, bias: bool = True, init_std: float = 0.02) -> MatrixFactorization:
+             embedding_dim: int = 32, bias: bool = True, init_std: float = 0.02,
+             sparse: bool = True) -> MatrixFactorization:
     """Matrix factorisation (the configured backbone and head are not used)."""
-    return MatrixFactorization(space, embedding_dim=embedding_dim, bias=bias, init_std=init_std)
+    return MatrixFactorization(space, embedding_dim=embedding_dim, bias=bias, init_std=init_std, sparse=sparse)
 
 
 def build_popularity(space: FeatureSpace, backbone: Callable[..., nn.Module], head: Callable[..., nn.Module],

@@ -15,18 +15,19 @@ class MatrixFactorization(nn.Module):
     """Global user/item id embeddings (ids are scenario-private, so each scenario is its own MF)."""
 
     def __init__(self, space: FeatureSpace, embedding_dim: int = 32, bias: bool = True,
-                 init_std: float = 0.02) -> None:
+                 init_std: float = 0.02, sparse: bool = True) -> None:
         super().__init__()
         if embedding_dim <= 0:
             raise ValueError(f"embedding_dim={embedding_dim}, expected a positive integer")
-        self.user = nn.Embedding(space.num_users, embedding_dim, padding_idx=0)
-        self.item = nn.Embedding(space.num_items, embedding_dim, padding_idx=0)
+        # sparse gradients (as the backbone's tables): the optimizer touches only the rows a batch used
+        self.user = nn.Embedding(space.num_users, embedding_dim, padding_idx=0, sparse=sparse)
+        self.item = nn.Embedding(space.num_items, embedding_dim, padding_idx=0, sparse=sparse)
         init_embedding(self.user, init_std)
         init_embedding(self.item, init_std)
         self.bias = bias
         if bias:
-            self.user_bias = nn.Embedding(space.num_users, 1, padding_idx=0)
-            self.item_bias = nn.Embedding(space.num_items, 1, padding_idx=0)
+            self.user_bias = nn.Embedding(space.num_users, 1, padding_idx=0, sparse=sparse)
+            self.item_bias = nn.Embedding(space.num_items, 1, padding_idx=0, sparse=sparse)
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.item_bias.weight)
             self.global_bias = nn.Parameter(torch.zeros(()))
