@@ -245,9 +245,9 @@ def _fake_raw(tmp_path, seqs):
 
 
 def test_hydra_run_writes_result_json(tmp_path):
-    from conftest import compose_cfg
-
     from unirec_lab.seqrec.train import run
+
+    from conftest import compose_cfg
 
     seqs, *_ = toy_sequences(n_users=50, n_items=150)
     raw = _fake_raw(tmp_path, seqs)
