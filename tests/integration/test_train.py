@@ -86,12 +86,16 @@ def test_wandb_offline_leaves_an_offline_run(cfg_factory, monkeypatch):
 def test_two_job_multirun(tmp_path):
     from conftest import tiny_overrides
 
-    env = {**os.environ, "UNIREC_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "UNIREC_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-m", "unirec_lab.train", "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-           "logger=none", *tiny_overrides(), "trainer.max_epochs=1"]
+           "logger=wandb", "experiment_name=pytest_sweep", *tiny_overrides(), "trainer.max_epochs=1"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted((tmp_path / "sweep").glob("*/result.json"))
     assert len(results) == 2
     seeds = {json.loads(p.read_text())["seed"] for p in results}
     assert seeds == {1, 2}
+    # one W&B run per job, each finished (an unfinished offline run has no run-*.wandb footer to sync)
+    for job in ("0", "1"):
+        runs = list((tmp_path / "sweep" / job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
