@@ -53,7 +53,7 @@ def summarise(label: str, rec: dict[str, Any], wall: float) -> dict[str, Any]:
             "head": rec["config"]["head_name"], "params": rec["num_parameters"], "val_auc": val_auc,
             "test_auc": _mean([v.get("auc") for v in rec["test"].values()]),
             "samples_per_s": rec["train_samples_per_second"], "wall_s": round(wall, 1),
-            "description": rec["description"]}
+            "description": rec["description"], "git_sha": rec.get("git_sha")}
 
 
 def run(label: str, model: str, backbone: str, head: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "bench.md").write_text(md + "\n")
     (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(f"\n## Model zoo, scenario={args.scenario}, {args.epochs} epoch(s), threads={args.threads or 'default'}, "
-          f"best throughput of {args.repeat} run(s)\n")
+          f"best throughput of {args.repeat} run(s), git {str(rows[0].get('git_sha'))[:10]}\n")
     print(md)
     print(f"\n-> {out / 'bench.md'}")
     return 0

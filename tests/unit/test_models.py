@@ -362,3 +362,27 @@ def test_encoders_accept_an_empty_history() -> None:
     for enc in (MeanPooling(8), TargetAttention(8, attention_dims=[8]), CausalSelfAttention(8, max_len=0)):
         out = enc(hist, mask, target)
         assert out.shape == (4, 8) and torch.all(out == 0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: TargetAttention(8, attention_dims=[8], bucket_by_span=b),
+    lambda b: CausalSelfAttention(8, max_len=20, num_layers=2, num_heads=2, dropout=0.1, bucket_by_span=b),
+])
+def test_span_bucketing_is_exact(make) -> None:
+    """Running rows grouped by history span, cut to the span, equals running the full padded batch."""
+    torch.manual_seed(1)
+    fast = make(True).eval()
+    slow = make(False).eval()
+    slow.load_state_dict(fast.state_dict())
+    hist, mask = _left_padded(B=64, K=20, empty_rows=5)
+    mask[5, 12] = False  # a hole inside a history is kept (the span starts at the first real position)
+    hist[5, 12] = 0.0
+    target = torch.randn(64, 8)
+    hist.requires_grad_()
+    a = fast(hist, mask, target)
+    b = slow(hist, mask, target)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.all(a[:5] == 0)
+    (g_fast,) = torch.autograd.grad(a.sum(), hist)
+    (g_slow,) = torch.autograd.grad(b.sum(), hist)
+    assert torch.allclose(g_fast, g_slow, atol=1e-5)

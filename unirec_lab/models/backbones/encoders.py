@@ -10,11 +10,47 @@ are left-padded (the most recent item is at position ``K - 1``); padded position
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def by_history_span(hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None,
+                    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
+    """``fn(hist, mask, target) -> [B, d]`` computed on rows grouped by history span, each group cut to its span.
+
+    A row's *span* is ``K - (index of its first real position)``. Rows are bucketed by span (upper edges 1, 2,
+    4, 8, ... K) and each bucket runs ``fn`` on its last ``edge`` positions only, so left padding costs
+    nothing; rows with an empty history get zeros without running ``fn``. Exact for any encoder whose output
+    for a row does not change when leading all-padding positions are removed (target attention; the causal
+    encoder with right-aligned positions). The loop is over buckets (at most ``log2 K + 2``), never rows.
+    """
+    B, K, d = hist.shape
+    has = mask.any(1)
+    first = torch.where(has, mask.to(torch.int8).argmax(1), torch.full_like(has, K, dtype=torch.long))
+    span = K - first
+    edges = [1]
+    while edges[-1] < K:
+        edges.append(min(2 * edges[-1], K))
+    bucket = torch.bucketize(span, torch.tensor([0, *edges], device=span.device))  # 0 = empty history
+    order = torch.argsort(bucket, stable=True)
+    sizes = torch.bincount(bucket, minlength=len(edges) + 1).tolist()
+    rows_out, vals_out = [], []
+    start = sizes[0]
+    for b, n in enumerate(sizes[1:]):
+        if n:
+            rows = order[start:start + n]
+            e = edges[b]
+            t = None if target is None else target.index_select(0, rows)
+            vals_out.append(fn(hist.index_select(0, rows)[:, K - e:], mask.index_select(0, rows)[:, K - e:], t))
+            rows_out.append(rows)
+        start += n
+    out = hist.new_zeros(B, d)
+    if not rows_out:
+        return out
+    return out.index_copy(0, torch.cat(rows_out), torch.cat(vals_out))
 
 
 class MeanPooling(nn.Module):
@@ -44,8 +80,10 @@ class TargetAttention(nn.Module):
 
     target_dependent = True  # does the output depend on the candidate item? (eval dedupe in the backbone)
 
-    def __init__(self, dim: int, attention_dims: Sequence[int] = (64, 32), normalise: bool = True) -> None:
+    def __init__(self, dim: int, attention_dims: Sequence[int] = (64, 32), normalise: bool = True,
+                 bucket_by_span: bool = True) -> None:
         super().__init__()
+        self.bucket_by_span = bucket_by_span
         dims = list(attention_dims)
         if any(d <= 0 for d in dims):
             raise ValueError(f"attention_dims must be positive, got {dims}")
@@ -83,9 +121,14 @@ class TargetAttention(nn.Module):
             return torch.softmax(score, dim=-1) * m  # all-padding rows: uniform * 0 = 0
         return torch.sigmoid(score) * m
 
-    def forward(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _pool(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         w = self.attention_weights(hist, mask, target)
         return torch.bmm(w.unsqueeze(1), hist).squeeze(1)
+
+    def forward(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.bucket_by_span and hist.shape[1] > 1:
+            return by_history_span(hist, mask, target, self._pool)
+        return self._pool(hist, mask, target)
 
 
 class _Block(nn.Module):
@@ -132,8 +175,9 @@ class CausalSelfAttention(nn.Module):
     target_dependent = False  # does the output depend on the candidate item? (eval dedupe in the backbone)
 
     def __init__(self, dim: int, max_len: int, num_layers: int = 2, num_heads: int = 2, dropout: float = 0.1,
-                 ffn_mult: int = 2, init_std: float = 0.02) -> None:
+                 ffn_mult: int = 2, init_std: float = 0.02, bucket_by_span: bool = True) -> None:
         super().__init__()
+        self.bucket_by_span = bucket_by_span
         if max_len < 0:
             raise ValueError(f"max_len={max_len}, expected >= 0 (usually data.history_len)")
         if num_layers < 1 or num_heads < 1 or dim % num_heads:
@@ -174,6 +218,8 @@ class CausalSelfAttention(nn.Module):
         """``[B, d]``: the state at the last position (equal to ``sequence_outputs(...)[:, -1]``)."""
         if hist.shape[1] == 0:
             return hist.new_zeros(hist.shape[0], hist.shape[2])
+        if self.bucket_by_span and hist.shape[1] > 1:
+            return by_history_span(hist, mask, None, lambda h, m, _: self._encode(h, m, last_only=True)[:, -1])
         return self._encode(hist, mask, last_only=True)[:, -1]
 
 
