@@ -27,9 +27,9 @@ warnings.filterwarnings("ignore")
 
 
 def main() -> None:
-    from conftest import compose_cfg
-
     from unirec_lab.lit.module import RecLitModule
+
+    from conftest import compose_cfg
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=1)
