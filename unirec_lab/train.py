@@ -70,7 +70,10 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.early_stopping))
     for cb in cfg.get("extra_callbacks") or []:
         callbacks.append(hydra.utils.instantiate(cb))
-    logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name)
+    uses_backbone = hasattr(model, "backbone")
+    run_name = "-".join([str(cfg.model.name), *([str(cfg.backbone_name), str(cfg.head_name)] if uses_backbone else []),
+                         f"p{count_parameters(model)}", f"s{cfg.seed}"])
+    logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name, run_name=run_name)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   default_root_dir=str(run_dir))
     resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
@@ -95,6 +98,7 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         "val_history": val_history,
         "num_parameters": count_parameters(model),
         "description": model.description,
+        "uses_backbone": uses_backbone,  # mf / popularity ignore backbone= and head=
         "fit_seconds": fit_seconds,
         "train_rows": tput.rows,
         "train_seconds": tput.seconds,
@@ -139,12 +143,14 @@ def train(cfg: DictConfig) -> float:
             secs = sum(p["train_seconds"] for p in parts.values())
             data = {k: p["data"][k] for k, p in parts.items()}
             val_history = {k: p["val_history"] for k, p in parts.items()}
+            uses_backbone = all(p.get("uses_backbone", True) for p in parts.values())
             best_score = float(sum(p["selection"]["best_score"] for p in parts.values()) / len(parts))
         else:
             part = fit_and_test(cfg, keys, run_dir, loggers)
             test, selection = part["test"], part["selection"]
             n_params, description = part["num_parameters"], part["description"]
             rows, secs, data, val_history = part["train_rows"], part["train_seconds"], part["data"], part["val_history"]
+            uses_backbone = part["uses_backbone"]
             best_score = part["selection"]["best_score"]
         wall = time.perf_counter() - t0
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -153,7 +159,8 @@ def train(cfg: DictConfig) -> float:
             "model": cfg.model.name,
             "mode": cfg.model.mode,
             "description": description,
-            "run_name": f"{cfg.model.name}-{cfg.backbone_name}-{cfg.head_name}-p{n_params}-s{cfg.seed}",
+            "run_name": "-".join([str(cfg.model.name), *([str(cfg.backbone_name), str(cfg.head_name)] if uses_backbone
+                                                        else []), f"p{n_params}", f"s{cfg.seed}"]),
             "experiment": cfg.experiment_name,
             "scenarios": keys,
             "seed": int(cfg.seed),

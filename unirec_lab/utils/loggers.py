@@ -14,7 +14,8 @@ from unirec_lab.utils.config import flat_config
 log = logging.getLogger(__name__)
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, cache: dict[str, Any], model_label: str) -> Any:
+def build_logger(cfg: DictConfig, run_dir: Path, cache: dict[str, Any], model_label: str,
+                 run_name: str | None = None) -> Any:
     """Instantiate ``cfg.logger``. A W&B logger is created once per job and reused by its sub-runs."""
     if cfg.get("logger") is None or not cfg.logger.get("_target_"):
         return False
@@ -25,7 +26,8 @@ def build_logger(cfg: DictConfig, run_dir: Path, cache: dict[str, Any], model_la
             kwargs = {k: v for k, v in cfg.logger.items() if k != "extra_tags"}
             Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
             factory = hydra.utils.instantiate(kwargs, _partial_=True, _convert_="all")
-            cache["wandb"] = factory(tags=tags, config=flat_config(cfg))
+            extra = {"name": run_name} if run_name else {}  # model, backbone, head, parameter count, seed
+            cache["wandb"] = factory(tags=tags, config=flat_config(cfg), **extra)
         return cache["wandb"]
     lg = hydra.utils.instantiate(cfg.logger, save_dir=str(run_dir))
     cache[f"csv:{run_dir}"] = lg
