@@ -99,3 +99,25 @@ def test_two_job_multirun(tmp_path):
     for job in ("0", "1"):
         runs = list((tmp_path / "sweep" / job / "wandb").glob("offline-run-*"))
         assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+
+
+@pytest.mark.slow
+def test_optuna_sweep_returns_the_selection_metric(tmp_path):
+    from conftest import tiny_overrides
+
+    env = {**os.environ, "UNIREC_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "unirec_lab.train", "-m", "sweep=optuna", "hydra.sweeper.n_trials=2",
+           "hydra.sweeper.sampler.n_startup_trials=1", f"hydra.sweep.dir={tmp_path / 'tune'}", "logger=none",
+           *tiny_overrides(), "trainer.max_epochs=1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "tune").glob("*/result.json")]
+    assert len(results) == 2
+    best = yaml_load(tmp_path / "tune" / "optimization_results.yaml")
+    assert best["best_value"] == pytest.approx(max(r["selection"]["best_score"] for r in results))
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
