@@ -9,7 +9,9 @@ from typing import Any
 
 def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.{digits}f}"
+        if math.isnan(v):
+            return "nan"
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.{digits}f}"  # metrics keep 4 digits; rates/times 1
     return str(v)
 
 
