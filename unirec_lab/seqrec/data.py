@@ -197,7 +197,7 @@ class NegativeSampler:
 
 
 def bucket_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
-                   chunk_batches: int = 64) -> list[torch.Tensor]:
+                   chunk_batches: int = 8) -> list[torch.Tensor]:
     """Shuffled mini-batches of row indices whose lengths are similar, so each batch can be cut to its longest row.
 
     Rows are permuted at random, cut into chunks of ``chunk_batches * batch_size`` rows, sorted by length inside

@@ -62,11 +62,17 @@ class SASRec(nn.Module):
         """Scores ``[B, C]`` of candidate items after the sequences ``[B, K]``."""
         return self.score(self.user_vector(seq), candidates)
 
-    def loss(self, seq: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """Mean over positions with a target (``pos > 0``) of ``-log s(<F_t, E_pos>) - log(1 - s(<F_t, E_neg>))``."""
+    def loss(self, seq: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Mean (or sum) over positions with a target (``pos > 0``) of
+        ``-log s(<F_t, E_pos>) - log(1 - s(<F_t, E_neg>))``."""
         state = self.sequence_outputs(seq)
         m = pos > 0
         h = state[m]
         pos_logit = (h * self.item_emb(pos[m])).sum(-1)
         neg_logit = (h * self.item_emb(neg[m])).sum(-1)
-        return (F.softplus(-pos_logit) + F.softplus(neg_logit)).mean()
+        per_target = F.softplus(-pos_logit) + F.softplus(neg_logit)
+        if reduction == "sum":
+            return per_target.sum()
+        if reduction != "mean":
+            raise ValueError(f"reduction={reduction!r}, expected 'mean' or 'sum'")
+        return per_target.mean()

@@ -49,12 +49,14 @@ def fit(data: SeqData, model_cfg: dict[str, Any], train_cfg: dict[str, Any], see
     if monitor not in metrics:
         raise ValueError(f"selection.monitor={monitor!r} is not among the metrics {list(metrics)}")
     tc = {"batch_size": 256, "lr": 1e-3, "betas": (0.9, 0.999), "weight_decay": 0.0, "max_epochs": 200,
-          "patience": 10, "min_delta": 0.0, "bucket_chunk": 64, "eval_batch_size": 2048, "max_minutes": None,
-          **train_cfg}
+          "patience": 10, "min_delta": 0.0, "bucket_chunk": 8, "eval_batch_size": 2048, "max_minutes": None,
+          "loss_norm": "epoch", **train_cfg}
     unknown = set(train_cfg) - {"batch_size", "lr", "betas", "weight_decay", "max_epochs", "patience", "min_delta",
-                                "bucket_chunk", "eval_batch_size", "max_minutes"}
+                                "bucket_chunk", "eval_batch_size", "max_minutes", "loss_norm"}
     if unknown:
         raise ValueError(f"unknown train options {sorted(unknown)}")
+    if tc["loss_norm"] not in ("batch", "epoch"):
+        raise ValueError(f"train.loss_norm={tc['loss_norm']!r}, expected 'batch' or 'epoch'")
     if int(tc["batch_size"]) < 1 or float(tc["lr"]) <= 0 or int(tc["max_epochs"]) < 1 or int(tc["patience"]) < 1:
         raise ValueError(f"need batch_size >= 1, lr > 0, max_epochs >= 1, patience >= 1 (got {tc})")
     torch.manual_seed(seed)
@@ -67,6 +69,9 @@ def fit(data: SeqData, model_cfg: dict[str, Any], train_cfg: dict[str, Any], see
     lengths = data.train_len[rows]
     ev_bs = int(tc["eval_batch_size"])
     budget = float(tc["max_minutes"]) * 60 if tc["max_minutes"] else math.inf
+    # "batch": mean over the batch's own targets; "epoch": sum over the batch's targets / the mean number of
+    # targets per batch, so every target weighs the same whatever the lengths of its batch-mates
+    per_batch = float(lengths.sum()) / max(math.ceil(len(rows) / int(tc["batch_size"])), 1)
 
     best_score, best_epoch, best_state, best_val = -math.inf, -1, None, {}
     history: list[dict[str, Any]] = []
@@ -84,7 +89,10 @@ def fit(data: SeqData, model_cfg: dict[str, Any], train_cfg: dict[str, Any], see
             k = int(lengths[b].max())
             seq, pos = trim(data.train_input[idx], k), trim(data.train_target[idx], k)
             neg = sampler.sample(idx, (seq.shape[1],))
-            loss = model.loss(seq, pos, neg)
+            if tc["loss_norm"] == "epoch":
+                loss = model.loss(seq, pos, neg, reduction="sum") / per_batch
+            else:
+                loss = model.loss(seq, pos, neg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
