@@ -181,6 +181,27 @@ def test_loss_is_bce_of_positive_vs_negative(toy):
     mask = (pos > 0).float()
     manual = (-(torch.log(sp) + torch.log(1 - sn)) * mask).sum() / mask.sum()
     assert torch.allclose(m.loss(seq, pos, neg), manual, atol=1e-6)
+    assert torch.allclose(m.loss(seq, pos, neg, reduction="sum"), manual * mask.sum(), atol=1e-4)
+    with pytest.raises(ValueError, match="reduction"):
+        m.loss(seq, pos, neg, reduction="max")
+
+
+def test_epoch_loss_norm_weighs_every_target_equally(toy):
+    """Length-bucketed batches hold very different numbers of targets; with ``loss_norm=epoch`` one epoch's
+    gradient is that of the mean loss over all targets (as with random batches), whatever the batching."""
+    _, d = toy
+    model_cfg = dict(dim=16, num_layers=1, num_heads=1, dropout=0.0)
+    rows = torch.nonzero(d.train_len > 0).squeeze(1)
+
+    def epoch_loss(norm: str, chunk: int) -> torch.Tensor:
+        out = fit(d, model_cfg, dict(batch_size=len(rows), lr=1e-9, max_epochs=1, loss_norm=norm,
+                                     bucket_chunk=chunk), seed=0)
+        return out["val_history"][0]["loss"]
+
+    # one batch holding every user: "epoch" = sum / targets = the plain mean ("batch")
+    assert math.isclose(epoch_loss("epoch", 0), epoch_loss("batch", 0), rel_tol=1e-4)
+    with pytest.raises(ValueError, match="loss_norm"):
+        fit(d, model_cfg, dict(max_epochs=1, loss_norm="user"), seed=0)
 
 
 def test_tiny_model_overfits_successor_sequences():
