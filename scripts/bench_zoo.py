@@ -45,7 +45,7 @@ def _mean(xs: list[float]) -> float:
 
 def summarise(label: str, rec: dict[str, Any], wall: float) -> dict[str, Any]:
     sel = rec["selection"]
-    if rec["mode"] == "separate":  # one selection per scenario
+    if "monitor" not in sel:  # one selection per scenario (separate models, or selection.scope=per_scenario)
         val_auc = _mean([s["best_score"] for s in sel.values()])
     else:
         val_auc = sel["best_score"]

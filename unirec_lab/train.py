@@ -8,6 +8,11 @@
 ``model.mode=joint`` trains one model on all selected scenarios; ``model.mode=separate`` trains the same
 architecture once per scenario (own data, own early stopping and best epoch) inside one job, so its
 ``result.json`` has the same shape as the unified one and compares like for like.
+
+``selection.scope=per_scenario`` gives a joint model the same per-scenario model selection: one weights-only
+checkpoint per scenario (best ``val/<scenario>/<metric>``), each scenario tested on its own, and early stopping
+on ``val/best_so_far/<metric>`` (stops when no scenario improved for ``patience`` epochs). ``selection`` in
+``result.json`` is then ``{scenario: {...}}`` as in separate mode.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
 from unirec_lab.utils.callbacks import ThroughputMonitor
-from unirec_lab.utils.config import check_config, flat_config, resolved_config
+from unirec_lab.utils.config import check_config, flat_config, resolved_config, selection_metric
 from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 
@@ -58,16 +63,23 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     build = hydra.utils.instantiate(cfg.model.builder)
     model = build(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
                   head=hydra.utils.instantiate(cfg.head))
+    per_scenario = cfg.selection.get("scope", "global") == "per_scenario" and len(keys) > 1
+    metric = selection_metric(cfg) if per_scenario else None
+    mode = str(cfg.callbacks.model_checkpoint.get("mode", "max"))
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys, dm.loss_weights,
-                          metrics=list(cfg.metrics))
+                          metrics=list(cfg.metrics), best_so_far=(metric, mode) if metric else None)
     module.run_signature = run_signature(flat_config(cfg))
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
-    callbacks: list[pl.Callback] = [checkpoint, ThroughputMonitor()]
+    scenario_ckpts = {k: hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir),
+                                                 monitor=f"val/{k}/{metric}", filename=f"best-{k}-epoch{{epoch:03d}}",
+                                                 save_weights_only=True) for k in (keys if metric else [])}
+    callbacks: list[pl.Callback] = [checkpoint, *scenario_ckpts.values(), ThroughputMonitor()]
     if cfg.callbacks.get("latest_checkpoint") is not None:
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.latest_checkpoint, dirpath=str(ckpt_dir)))
     if cfg.callbacks.get("early_stopping") is not None:
-        callbacks.append(hydra.utils.instantiate(cfg.callbacks.early_stopping))
+        extra = {"monitor": f"val/best_so_far/{metric}"} if metric else {}
+        callbacks.append(hydra.utils.instantiate(cfg.callbacks.early_stopping, **extra))
     for cb in cfg.get("extra_callbacks") or []:
         callbacks.append(hydra.utils.instantiate(cb))
     uses_backbone = hasattr(model, "backbone")
@@ -86,15 +98,15 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     val_history = list(module.val_history)
     if not checkpoint.best_model_path:
         raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
-    trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
+    if scenario_ckpts:
+        test, selection = test_per_scenario(trainer, module, dm, scenario_ckpts, run_dir)
+    else:
+        trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
+        test, selection = module.test_results, _selection(checkpoint, trainer, run_dir)
     tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
     return {
-        "test": module.test_results,
-        "selection": {"monitor": checkpoint.monitor, "mode": checkpoint.mode,
-                      "best_epoch": _best_epoch(checkpoint.best_model_path),
-                      "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
-                      else None, "best_checkpoint": os.path.relpath(checkpoint.best_model_path, run_dir),
-                      "epochs_run": trainer.current_epoch, "stopped_early": trainer.should_stop},
+        "test": test,
+        "selection": selection,
         "val_history": val_history,
         "num_parameters": count_parameters(model),
         "description": model.description,
@@ -105,6 +117,33 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         "data": dm.stats(),
         "feature_space": dm.space.describe(),
     }
+
+
+def _selection(ckpt: Any, trainer: pl.Trainer, run_dir: Path) -> dict[str, Any]:
+    if not ckpt.best_model_path:
+        raise RuntimeError(f"no checkpoint was selected by {ckpt.monitor!r} (did validation run?)")
+    return {"monitor": ckpt.monitor, "mode": ckpt.mode, "best_epoch": _best_epoch(ckpt.best_model_path),
+            "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+            "best_checkpoint": os.path.relpath(ckpt.best_model_path, run_dir),
+            "epochs_run": trainer.current_epoch, "stopped_early": trainer.should_stop}
+
+
+def test_per_scenario(trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
+                      run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Test each scenario on its own best checkpoint; scenarios sharing a checkpoint share one test pass."""
+    selection = {k: _selection(cb, trainer, run_dir) for k, cb in ckpts.items()}
+    by_path: dict[str, list[str]] = {}
+    for k, cb in ckpts.items():
+        by_path.setdefault(cb.best_model_path, []).append(k)
+    test: dict[str, Any] = {}
+    try:
+        for path, group in by_path.items():
+            dm.test_scenarios = group
+            trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False, weights_only=True)
+            test.update({k: module.test_results[k] for k in group})
+    finally:
+        dm.test_scenarios = None
+    return {k: test[k] for k in ckpts}, selection
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -151,7 +190,9 @@ def train(cfg: DictConfig) -> float:
             n_params, description = part["num_parameters"], part["description"]
             rows, secs, data, val_history = part["train_rows"], part["train_seconds"], part["data"], part["val_history"]
             uses_backbone = part["uses_backbone"]
-            best_score = part["selection"]["best_score"]
+            sel = part["selection"]
+            best_score = (sel["best_score"] if "monitor" in sel  # else per-scenario selection
+                          else float(sum(v["best_score"] for v in sel.values()) / len(sel)))
         wall = time.perf_counter() - t0
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         record = {

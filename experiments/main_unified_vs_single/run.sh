@@ -13,7 +13,11 @@ python -m unirec_lab.cli.prepare scenario=real
 python -m unirec_lab.train -m experiment=main_real "seed=$SEEDS" model=unified,per_scenario,scenario_as_feature \
   "hydra.sweep.dir=$OUT/models"
 # the multi-scenario head from the zoo (STAR) on the same backbone
-python -m unirec_lab.train -m experiment=main_real "seed=$SEEDS" model=unified head=star "hydra.sweep.dir=$OUT/star"
+python -m unirec_lab.train -m experiment=main_real "seed=$SEEDS" model=unified head=star model.name=unified_star \
+  "hydra.sweep.dir=$OUT/star"
+# ablation: the unified model with one checkpoint for all scenarios (best validation mean AUC)
+python -m unirec_lab.train -m experiment=main_real "seed=$SEEDS" model=unified selection.scope=global \
+  model.name=unified_one_ckpt "hydra.sweep.dir=$OUT/one_ckpt"
 python -m unirec_lab.cli.report "$OUT" --baseline per_scenario --metrics auc,logloss,gauc,ndcg@10 \
   --out "$HERE" --title "Unified vs per-scenario models on four real scenarios"
 python scripts/check_expected.py "$HERE"

@@ -69,6 +69,34 @@ def test_test_uses_the_best_checkpoint_not_the_last(cfg_factory):
     assert mean_best > mean_last + 0.03  # the last weights are noise; testing them would be caught
 
 
+def test_per_scenario_selection_tests_each_scenario_on_its_own_best_epoch(cfg_factory):
+    cfg = cfg_factory(["trainer.max_epochs=3", "logger=none", "selection.scope=per_scenario",
+                       "callbacks.early_stopping.patience=5"])
+    score = train(cfg)
+    r = read_result(cfg)
+    assert r["mode"] == "joint" and set(r["selection"]) == set(SCENARIOS)
+    assert len({r["selection"][s]["best_epoch"] for s in SCENARIOS}) > 1  # else this test could not tell
+    out = Path(cfg.paths.output_dir)
+    for s in SCENARIOS:
+        aucs = [h["metrics"][s]["auc"] for h in r["val_history"]]
+        sel = r["selection"][s]
+        assert sel["monitor"] == f"val/{s}/auc" and sel["best_epoch"] == aucs.index(max(aucs))
+        assert sel["best_score"] == pytest.approx(max(aucs), abs=1e-6)
+        ckpt = out / sel["best_checkpoint"]
+        assert ckpt.name == f"best-{s}-epoch{sel['best_epoch']:03d}.ckpt"
+        # the reported test metric is that checkpoint's, recomputed independently of the trainer
+        assert r["test"][s]["auc"] == pytest.approx(evaluate_checkpoint(ckpt, cfg)[s]["auc"], abs=1e-9)
+    assert score == pytest.approx(sum(r["selection"][s]["best_score"] for s in SCENARIOS) / 4)
+
+
+def test_per_scenario_selection_is_refused_for_a_monitor_it_cannot_split(cfg_factory):
+    from unirec_lab.utils.config import ConfigError
+
+    cfg = cfg_factory(["selection.scope=per_scenario", "selection.monitor=val/ecommerce/auc"])
+    with pytest.raises(ConfigError, match="per-scenario selection needs val/mean/<metric>"):
+        train(cfg)
+
+
 def test_wandb_offline_leaves_an_offline_run(cfg_factory, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", "")

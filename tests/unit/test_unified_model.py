@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 
 from unirec_lab.lit.module import RecLitModule
@@ -113,3 +114,17 @@ def test_eval_shortcut_for_shared_histories_is_exact(tiny_dm):
             fast = model(batch)
             slow = model({k: v[perm] for k, v in batch.items()})[inv]  # shuffled: no consecutive duplicates
         assert torch.allclose(fast, slow, atol=1e-5), enc
+
+
+def test_best_so_far_is_the_mean_of_each_scenarios_best_epoch(tiny_dm):
+    names = tiny_dm.scenario_names
+    module = RecLitModule(make_model(tiny_dm.space), functools.partial(LazyAdam, lr=1e-2), names,
+                          best_so_far=("auc", "max"))
+    per_epoch = [[0.6, 0.7, 0.5, 0.9], [0.65, 0.6, 0.55, float("nan")], [0.62, 0.8, 0.4, 0.7]]
+    module.val_history = [{"epoch": e, "metrics": {s: {"auc": v} for s, v in zip(names, vals)}}
+                          for e, vals in enumerate(per_epoch)]
+    assert module.best_so_far_value() == pytest.approx((0.65 + 0.8 + 0.55 + 0.9) / 4)
+    module.best_so_far = ("auc", "min")
+    assert module.best_so_far_value() == pytest.approx((0.6 + 0.6 + 0.4 + 0.7) / 4)
+    with pytest.raises(ValueError, match="best_so_far"):
+        RecLitModule(make_model(tiny_dm.space), LazyAdam, names, best_so_far=("hr@3", "max"))

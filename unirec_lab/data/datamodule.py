@@ -81,6 +81,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.bundles: dict[str, Bundle] = {}
         self.space: FeatureSpace | None = None
         self.splits: dict[str, Batch] = {}
+        self.test_scenarios: list[str] | None = None  # set: test only these scenarios (per-scenario selection)
 
     @property
     def scenario_names(self) -> list[str]:
@@ -129,15 +130,22 @@ class MultiScenarioDataModule(pl.LightningDataModule):
                              epoch_fn=self._epoch, num_scenarios=len(self.sources), mix_alpha=self.mix_alpha,
                              rank=rank, world_size=world)
 
-    def _eval_loader(self, split: str) -> TensorBatches:
+    def _eval_loader(self, split: str, only: list[str] | None = None) -> TensorBatches:
         rank, world = self._rank()
-        return TensorBatches(self.splits[split], self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+        data = self.splits[split]
+        if only is not None:
+            unknown = sorted(set(only) - set(self.sources))
+            if unknown:
+                raise ValueError(f"test_scenarios {unknown}: expected a subset of {self.scenario_names}")
+            keep = torch.isin(data["scenario"], torch.tensor([self.scenario_names.index(k) for k in only]))
+            data = {k: v[keep] for k, v in data.items()}  # rows keep their global ids (evaluator dedupe)
+        return TensorBatches(data, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
 
     def val_dataloader(self) -> TensorBatches:
         return self._eval_loader("val")
 
     def test_dataloader(self) -> TensorBatches:
-        return self._eval_loader("test")
+        return self._eval_loader("test", self.test_scenarios)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {k: {kk: vv for kk, vv in b.stats.items() if kk != "provenance"} for k, b in self.bundles.items()}

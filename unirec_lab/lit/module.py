@@ -3,7 +3,9 @@
 Loss: ``sum_s w_s * BCE_s / sum_s w_s`` over the scenarios present in the batch, where ``BCE_s`` is the mean
 over scenario ``s``'s rows, so a small scenario is not drowned by a big one within a mixed batch. Metrics are
 logged as ``<stage>/<scenario>/<metric>`` plus ``<stage>/mean/<metric>`` (unweighted mean over scenarios),
-which drives checkpointing and early stopping (``val/mean/auc``).
+which drives checkpointing and early stopping (``val/mean/auc``). With per-scenario selection the module also
+logs ``val/best_so_far/<metric>``: the mean over scenarios of each scenario's best value so far, which rises
+exactly when some scenario improved, so early stopping waits for the last scenario still improving.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ class RecLitModule(pl.LightningModule):
     def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scenario_names: Sequence[str], loss_weights: Mapping[str, float] | None = None,
                  metrics: Sequence[str] = ("auc", "logloss", "gauc", "ndcg@10"),
-                 scheduler: Callable[..., Any] | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, best_so_far: tuple[str, str] | None = None) -> None:
+        """``best_so_far=(metric, "max"|"min")`` logs ``val/best_so_far/<metric>`` (per-scenario selection)."""
         super().__init__()
+        if best_so_far is not None and (best_so_far[0] not in metrics or best_so_far[1] not in ("max", "min")):
+            raise ValueError(f"best_so_far={best_so_far}: expected (one of {list(metrics)}, 'max' or 'min')")
+        self.best_so_far = best_so_far
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -110,6 +116,21 @@ class RecLitModule(pl.LightningModule):
             return
         res = self._finish("val", self.val_eval)
         self.val_history.append({"epoch": self.current_epoch, "metrics": res})
+        if self.best_so_far is not None:
+            self.log(f"val/best_so_far/{self.best_so_far[0]}", self.best_so_far_value(), on_step=False,
+                     on_epoch=True, sync_dist=False, rank_zero_only=False)
+
+    def best_so_far_value(self) -> float:
+        """Mean over scenarios of each one's best validation value in ``val_history`` (NaN epochs ignored)."""
+        metric, mode = self.best_so_far or ("auc", "max")
+        pick = max if mode == "max" else min
+        best = []
+        for s in self.scenario_names:
+            vals = [h["metrics"][s][metric] for h in self.val_history
+                    if s in h["metrics"] and math.isfinite(h["metrics"][s][metric])]
+            if vals:
+                best.append(pick(vals))
+        return float(sum(best) / len(best)) if best else float("nan")
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._finish("test", self.test_eval)

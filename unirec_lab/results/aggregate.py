@@ -48,7 +48,9 @@ DEFAULT_METRICS = ("auc", "logloss", "gauc", "ndcg@10")
 DEFAULT_BASELINE = "per_scenario"
 WILCOXON_MIN_PAIRS = 6
 # Keys that identify the model: they never split groups, they tell models apart.
-MODEL_KEYS = ("model", "model.*", "backbone", "backbone.*", "backbone_name", "head", "head.*", "head_name")
+# selection.scope is part of a model's protocol (one checkpoint for all scenarios, or one per scenario).
+MODEL_KEYS = ("model", "model.*", "backbone", "backbone.*", "backbone_name", "head", "head.*", "head_name",
+              "selection.scope")
 # Keys that never split groups: seed, per-run paths, logging and bookkeeping that cannot change the numbers.
 IGNORED_KEYS = ("seed", "data.shuffle_seed", "hydra", "hydra.*", "paths.*", "logger", "logger.*", "resume",
                 "num_threads", "experiment_name", "metrics", "scenarios", "scenario", "*_dir", "*.dir", "*_path",

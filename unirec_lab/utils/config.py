@@ -25,6 +25,11 @@ def check_config(cfg: DictConfig) -> None:
         metric_fn(str(m))
     if not cfg.selection.monitor.startswith("val/"):
         raise ConfigError(f"selection.monitor={cfg.selection.monitor!r}: select on validation metrics only")
+    scope = cfg.selection.get("scope", "global")
+    if scope not in ("global", "per_scenario"):
+        raise ConfigError(f"selection.scope={scope!r}, expected 'global' or 'per_scenario'")
+    if scope == "per_scenario":
+        selection_metric(cfg)
     lr = cfg.optimizer.get("lr")
     if lr is not None and not float(lr) > 0:
         raise ConfigError(f"optimizer.lr={lr}, expected a positive number")
@@ -35,13 +40,22 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size}, expected a positive integer")
 
 
+def selection_metric(cfg: DictConfig) -> str:
+    """``val/mean/auc`` -> ``auc``: the metric per-scenario selection monitors as ``val/<scenario>/auc``."""
+    parts = str(cfg.selection.monitor).split("/")
+    if len(parts) != 3 or parts[1] != "mean" or parts[2] not in cfg.metrics:
+        raise ConfigError(f"selection.monitor={cfg.selection.monitor!r}: per-scenario selection needs "
+                          f"val/mean/<metric> with <metric> in metrics={list(cfg.metrics)}")
+    return parts[2]
+
+
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The job's config with every interpolation resolved (Hydra's own node excluded)."""
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
 def flat_config(cfg: DictConfig, keys: tuple[str, ...] = ("seed", "model", "backbone", "head", "optimizer",
-                                                             "data", "trainer", "metrics")) -> dict[str, Any]:
+                                                             "data", "trainer", "metrics", "selection")) -> dict[str, Any]:
     """``{"backbone.embedding_dim": 32, ...}``: the knobs worth filtering on in a dashboard."""
     out: dict[str, Any] = {}
 
