@@ -34,6 +34,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from unirec_lab.lit.checkpoints import check_resumable, run_signature
 from unirec_lab.lit.module import RecLitModule
+from unirec_lab.lit.slices import slice_masks
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
@@ -69,6 +70,9 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys, dm.loss_weights,
                           metrics=list(cfg.metrics), best_so_far=(metric, mode) if metric else None)
     module.run_signature = run_signature(flat_config(cfg))
+    if cfg.get("slices") is not None:
+        module.test_slice_masks = slice_masks(dm.splits["test"], dm.space.user_train_pos, dm.space.item_train_pos,
+                                              **cfg.slices)
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
     scenario_ckpts = {k: hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir),
@@ -99,13 +103,15 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     if not checkpoint.best_model_path:
         raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
     if scenario_ckpts:
-        test, selection = test_per_scenario(trainer, module, dm, scenario_ckpts, run_dir)
+        test, test_slices, selection = test_per_scenario(trainer, module, dm, scenario_ckpts, run_dir)
     else:
         trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
         test, selection = module.test_results, _selection(checkpoint, trainer, run_dir)
+        test_slices = module.test_slice_results
     tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
     return {
         "test": test,
+        "test_slices": test_slices,
         "selection": selection,
         "val_history": val_history,
         "num_parameters": count_parameters(model),
@@ -129,21 +135,24 @@ def _selection(ckpt: Any, trainer: pl.Trainer, run_dir: Path) -> dict[str, Any]:
 
 
 def test_per_scenario(trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
-                      run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Test each scenario on its own best checkpoint; scenarios sharing a checkpoint share one test pass."""
+                      run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Test each scenario on its own best checkpoint; scenarios sharing a checkpoint share one test pass.
+    Returns (test metrics, test slice metrics, selection), each keyed by scenario."""
     selection = {k: _selection(cb, trainer, run_dir) for k, cb in ckpts.items()}
     by_path: dict[str, list[str]] = {}
     for k, cb in ckpts.items():
         by_path.setdefault(cb.best_model_path, []).append(k)
     test: dict[str, Any] = {}
+    slices: dict[str, Any] = {}
     try:
         for path, group in by_path.items():
             dm.test_scenarios = group
             trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False, weights_only=True)
             test.update({k: module.test_results[k] for k in group})
+            slices.update({k: module.test_slice_results[k] for k in group if k in module.test_slice_results})
     finally:
         dm.test_scenarios = None
-    return {k: test[k] for k in ckpts}, selection
+    return {k: test[k] for k in ckpts}, {k: slices[k] for k in ckpts if k in slices}, selection
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -175,6 +184,7 @@ def train(cfg: DictConfig) -> float:
                 if is_rank_zero():
                     atomic_write_json(sub / PART_FILE, parts[k])
             test = {k: parts[k]["test"][k] for k in keys}
+            test_slices = {k: parts[k]["test_slices"][k] for k in keys if k in parts[k].get("test_slices", {})}
             selection = {k: p["selection"] for k, p in parts.items()}
             n_params = sum(p["num_parameters"] for p in parts.values())
             description = f"per-scenario: {len(keys)} independent models, each " + parts[keys[0]]["description"]
@@ -186,7 +196,7 @@ def train(cfg: DictConfig) -> float:
             best_score = float(sum(p["selection"]["best_score"] for p in parts.values()) / len(parts))
         else:
             part = fit_and_test(cfg, keys, run_dir, loggers)
-            test, selection = part["test"], part["selection"]
+            test, test_slices, selection = part["test"], part["test_slices"], part["selection"]
             n_params, description = part["num_parameters"], part["description"]
             rows, secs, data, val_history = part["train_rows"], part["train_seconds"], part["data"], part["val_history"]
             uses_backbone = part["uses_backbone"]
@@ -212,6 +222,7 @@ def train(cfg: DictConfig) -> float:
             "packages": package_versions(),
             "selection": selection,
             "test": test,
+            "test_slices": test_slices,
             "val_history": val_history,
             "num_parameters": n_params,
             "wall_seconds": round(wall, 3),

@@ -39,6 +39,10 @@ def test_one_epoch_writes_result_with_all_four_scenarios(cfg_factory):
     assert r["config"]["model"]["name"] == "unified" and "backbone.embedding_dim" in r["config_flat"]
     assert (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").is_file()
     assert str(cfg.seed) in r["run_name"] and f"p{r['num_parameters']}" in r["run_name"]
+    for s in SCENARIOS:  # cold-start slices partition each scenario's test rows
+        sl = r["test_slices"][s]
+        assert sl["cold_user"]["rows"] + sl["warm_user"]["rows"] == r["test"][s]["rows"]
+        assert sum(sl[k]["rows"] for k in ("cold_item", "warm_item") if k in sl) == r["test"][s]["rows"]
 
 
 def test_per_scenario_baseline_trains_one_model_per_scenario(cfg_factory):
@@ -86,6 +90,7 @@ def test_per_scenario_selection_tests_each_scenario_on_its_own_best_epoch(cfg_fa
         assert ckpt.name == f"best-{s}-epoch{sel['best_epoch']:03d}.ckpt"
         # the reported test metric is that checkpoint's, recomputed independently of the trainer
         assert r["test"][s]["auc"] == pytest.approx(evaluate_checkpoint(ckpt, cfg)[s]["auc"], abs=1e-9)
+        assert sum(v["rows"] for k, v in r["test_slices"][s].items() if k.endswith("_user")) == r["test"][s]["rows"]
     assert score == pytest.approx(sum(r["selection"][s]["best_score"] for s in SCENARIOS) / 4)
 
 

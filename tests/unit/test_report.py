@@ -316,3 +316,27 @@ def test_model_labels_prefer_names_over_class_paths(tmp_path):
     agg = aggregate(*load_runs([tmp_path]))
     assert set(agg.table["model"]) == {"per_scenario", "unified[backbone_name=din]", "unified[backbone_name=mean]"}
     assert cell(agg, "unified[backbone_name=din]", "news", "auc")["n"] == 2
+
+
+def test_slices_report_the_cold_start_cells_with_the_same_statistics(tmp_path):
+    for seed in (1, 2, 3):
+        for model, shift in (("per_scenario", 0.0), ("unified", 0.05)):
+            slices = {s: {"cold_user": {"auc": 0.6 + shift + seed / 1000, "rows": 10},
+                          "warm_user": {"auc": 0.7 + seed / 1000, "rows": 90}} for s in SCENARIOS}
+            write_run(tmp_path / "runs", f"{model}-s{seed}", model, seed,
+                      {s: metrics(0.7, 0.5) for s in SCENARIOS}, test_slices=slices)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "runs"), "--slices", "--metrics", "auc", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "slices.csv")
+    assert set(table["scenario"]) == {f"{s}/{sl}" for s in SCENARIOS for sl in ("cold_user", "warm_user")}
+    row = table[(table["model"] == "unified") & (table["scenario"] == "news/cold_user")].iloc[0]
+    assert row["mean"] == pytest.approx(0.652) and row["gain"] == pytest.approx(0.05 / 0.602)
+    warm = table[(table["model"] == "unified") & (table["scenario"] == "news/warm_user")].iloc[0]
+    assert warm["gain"] == pytest.approx(0.0)
+    assert (out / "slices.md").is_file() and not (out / "table.md").exists()  # the main table is not touched
+
+
+def test_slices_refused_when_no_run_has_them(tmp_path, capsys):
+    write_run(tmp_path / "runs", "u-s1", "unified", 1, {s: metrics(0.7, 0.5) for s in SCENARIOS})
+    assert main([str(tmp_path / "runs"), "--slices"]) == 1
+    assert "none of the 1 runs has test_slices" in capsys.readouterr().err

@@ -3,6 +3,11 @@
     unirec-report multirun/main                                  # print the Markdown table
     unirec-report 'outputs/compare/*' --out experiments/main --title "Unified vs per-scenario"
     unirec-report runs/ --metrics auc,logloss --format md,csv --strict
+    unirec-report multirun/main --slices --metrics auc,logloss --out experiments/main   # cold-start slices
+
+``--slices`` tabulates the cold-start slices of each scenario's test set (``<scenario>/cold_user``,
+``warm_user``, ``cold_item``, ``warm_item``; see ``unirec_lab/lit/slices.py``) with the same statistics, into
+``slices.md/.tex/.csv/.png``: where the unified model's gains over the baseline come from.
 
 Every run dir under the inputs is found (``result.json``; ``failure.json`` or ``.hydra/`` / ``checkpoints/``
 without ``result.json`` = failed / incomplete, listed in their own section). Runs are pooled over seeds only
@@ -47,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--strict", action="store_true", help="refuse to report runs with differing configs")
     ap.add_argument("--ignore-key", action="append", default=[], metavar="PATTERN",
                     help="config key pattern (fnmatch, e.g. 'trainer.devices') that must not split groups")
+    ap.add_argument("--slices", action="store_true",
+                    help="report the cold-start test slices (result.json test_slices) into slices.*")
     return ap
 
 
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot_metric and args.plot_metric not in args.metrics:
         return _error(f"--plot-metric {args.plot_metric}: not among --metrics {','.join(args.metrics)}")
     _, unmatched = find_run_dirs(args.paths)
-    runs, failures = load_runs(args.paths)
+    runs, failures = load_runs(args.paths, slices=args.slices)
     if runs.empty:
         where = " ".join(args.paths)
         detail = f"; {len(failures)} failed/incomplete" if failures else ""
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render_failures(failures))
         return _error(f"no completed runs (result.json) under {where}{detail}")
+    if args.slices and not any(runs["test"]):
+        return _error(f"--slices: none of the {len(runs)} runs has test_slices in its result.json "
+                      "(written with slices=null, or before slices existed)")
     try:
         agg = aggregate(runs, failures, baseline=args.baseline, metrics=args.metrics, alpha=args.alpha,
                         ignore=args.ignore_key, strict=args.strict)
@@ -87,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     md = render_markdown(agg, args.title, args.digits)
     print(md, end="")
     if args.out:
-        written = write_report(agg, args.out, args.format, args.title, plot_metric, args.digits)
+        written = write_report(agg, args.out, args.format, args.title, plot_metric, args.digits,
+                               stem="slices" if args.slices else None)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     for p in unmatched:
         print(f"warning: {p!r} matched no run dir", file=sys.stderr)

@@ -48,6 +48,7 @@ class FeatureSpace:
     item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
     item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
     user_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_users]
+    user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
 
     @property
     def num_scenarios(self) -> int:

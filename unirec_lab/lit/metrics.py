@@ -191,7 +191,10 @@ class ScenarioEvaluator:
 
     def compute(self, all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 world_size: int = 1) -> dict[str, dict[str, float]]:
-        data = self.gathered(all_gather, world_size)
+        return self.compute_from(self.gathered(all_gather, world_size))
+
+    def compute_from(self, data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+        """Metrics of already gathered rows (so slices can reuse one gather)."""
         out: dict[str, dict[str, float]] = {}
         for s_idx, name in enumerate(self.scenarios):
             m = data["scenario"] == s_idx

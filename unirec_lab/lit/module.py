@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unirec_lab.lit.metrics import ScenarioEvaluator
+from unirec_lab.lit.slices import slice_metrics
 
 Batch = dict[str, torch.Tensor]
 # epoch metrics are computed from rows gathered across ranks, so every rank logs the same value already
@@ -57,6 +58,9 @@ class RecLitModule(pl.LightningModule):
         self.val_history: list[dict[str, Any]] = []
         self.train_rows_seen = 0
         self.run_signature: dict[str, str] | None = None  # set by train.py; checked before resuming
+        # set by train.py: cold/warm masks over the test split's rows -> test_slice_results after a test
+        self.test_slice_masks: dict[str, Any] | None = None
+        self.test_slice_results: dict[str, dict[str, dict[str, float]]] = {}
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(batch)
@@ -96,8 +100,11 @@ class RecLitModule(pl.LightningModule):
         self.test_eval.reset()
 
     def _finish(self, stage: str, ev: ScenarioEvaluator) -> dict[str, dict[str, float]]:
-        res = ev.compute(self.all_gather, self.trainer.world_size if self._trainer else 1)
+        data = ev.gathered(self.all_gather, self.trainer.world_size if self._trainer else 1)
         ev.reset()
+        res = ev.compute_from(data)
+        if stage == "test" and self.test_slice_masks is not None:
+            self.test_slice_results = slice_metrics(data, self.test_slice_masks, self.scenario_names, ev.metrics)
         flat: dict[str, float] = {}
         for scen, vals in res.items():
             for m, v in vals.items():

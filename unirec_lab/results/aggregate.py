@@ -207,11 +207,13 @@ def _load_one(run_dir: Path) -> dict[str, Any] | Failure:
                    _read_overrides(run_dir))
 
 
-def load_runs(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Failure]]:
+def load_runs(paths: Sequence[str | Path], slices: bool = False) -> tuple[pd.DataFrame, list[Failure]]:
     """Completed runs (one row each) and the failed / incomplete / unreadable run dirs under ``paths``.
 
     Columns: run_dir, model, mode, seed, experiment, scenarios (tuple), git_sha, mtime, config (flat dict of
     the resolved config, or of ``config_flat`` for records without one), test (``{scenario: {metric: value}}``).
+    ``slices=True``: ``test`` holds the cold-start slices instead, keyed ``<scenario>/<slice>``
+    (``result.json`` ``test_slices``), so every table and test below works on slices unchanged.
     """
     dirs, _ = find_run_dirs(paths)
     rows, failures = [], []
@@ -225,9 +227,19 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Failure]]
                      "mode": str(rec.get("mode") or config.get("model.mode") or ""), "seed": int(rec["seed"]),
                      "experiment": str(rec.get("experiment") or config.get("experiment_name") or ""),
                      "scenarios": tuple(rec.get("scenarios") or rec["test"]), "git_sha": str(rec.get("git_sha", "")),
-                     "mtime": rec["_mtime"], "config": config, "test": rec["test"]})
+                     "mtime": rec["_mtime"], "config": config,
+                     "test": slice_cells(rec) if slices else rec["test"]})
     cols = ["run_dir", "model", "mode", "seed", "experiment", "scenarios", "git_sha", "mtime", "config", "test"]
     return pd.DataFrame(rows, columns=cols), failures
+
+
+def slice_cells(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"<scenario>/<slice>": metrics}`` from a record's ``test_slices`` (empty for records without)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sc, per in (rec.get("test_slices") or {}).items():
+        for sl, vals in per.items():
+            out[f"{sc}/{sl}"] = vals
+    return out
 
 
 # --------------------------------------------------------------------------------------------- grouping
@@ -361,8 +373,9 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: st
         run_scen_sig: dict[tuple[int, str], str] = {}
         for i in idx:
             for sc in runs.loc[i, "test"]:
-                sub = {k[len(f"scenarios.{sc}."):]: v for k, v in parts[i][2].items()
-                       if k.startswith(f"scenarios.{sc}.")}
+                base = sc.split("/", 1)[0]  # a slice "<scenario>/<slice>" has its scenario's data config
+                sub = {k[len(f"scenarios.{base}."):]: v for k, v in parts[i][2].items()
+                       if k.startswith(f"scenarios.{base}.")}
                 ss = _sig(sub)
                 scen_cfgs.setdefault(sc, {}).setdefault(ss, sub)
                 run_scen_sig[(i, sc)] = ss

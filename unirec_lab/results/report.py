@@ -197,12 +197,13 @@ def render_csv(agg: Aggregate) -> str:
 
 
 def write_report(agg: Aggregate, out_dir: Path | str, formats: Sequence[str] = FORMATS, title: str | None = None,
-                 plot_metric: str | None = None, digits: int = 4) -> list[Path]:
-    """Write the requested formats (atomically) and ``failures.md`` (removed when there are none)."""
+                 plot_metric: str | None = None, digits: int = 4, stem: str | None = None) -> list[Path]:
+    """Write the requested formats (atomically) and ``failures.md`` (removed when there are none).
+    ``stem``: file names ``<stem>.md`` ... instead of ``FILES`` (e.g. ``slices`` beside the main table)."""
     out_dir = Path(out_dir)
     written = []
     for fmt in formats:
-        path = out_dir / FILES[fmt]
+        path = out_dir / (f"{stem}{Path(FILES[fmt]).suffix}" if stem else FILES[fmt])
         if fmt == "md":
             atomic_write_text(path, render_markdown(agg, title, digits))
         elif fmt == "tex":
