@@ -70,12 +70,30 @@ class SharedBackbone(nn.Module):
         enc = self.history_encoder(hist, hist_rep > 0, item.index_select(0, rep))
         return (static + enc).index_select(0, run), item
 
+    def embed(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The embedded inputs, before any interaction: ``profile`` (user id + user fields) ``[B, d]``,
+        ``history`` ``[B, L, d]`` with ``history_mask``, and the candidate ``item`` ``[B, d]``. With
+        :meth:`from_vectors` this is the model as a function of vectors (what score explanations need)."""
+        hist_ids = batch["history"]
+        return {"profile": self.embedding.user_vectors(batch["user"]),
+                "history": self.embedding.item_vectors(hist_ids), "history_mask": hist_ids > 0,
+                "item": self.embedding.item_vectors(batch["item"])}
+
+    def from_vectors(self, vecs: dict[str, torch.Tensor], scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``forward`` from :meth:`embed`'s vectors (equal to ``forward(batch)``; tested)."""
+        item = vecs["item"]
+        user = vecs["profile"] + self.history_encoder(vecs["history"], vecs["history_mask"], item)
+        return self._interact(user, item, scenario)
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         user, item = self.user_item(batch)
+        return self._interact(user, item, batch["scenario"])
+
+    def _interact(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         dot = (user * item).sum(-1, keepdim=True)
         parts = [user, item, user * item, dot]
         if self.scenario_embedding is not None:
-            parts.append(self.scenario_embedding(batch["scenario"]))
+            parts.append(self.scenario_embedding(scenario))
         h = self.trunk(torch.cat(parts, dim=-1))
         return {"h": h, "user": user, "item": item, "dot": dot.squeeze(-1)}
 

@@ -69,6 +69,12 @@ class PEPNet(nn.Module):
             d = h
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.ModuleList(nn.Linear(d, 1) for _ in range(self.num_scenarios))
+        # the paper's stop-gradient on gate inputs (a training device; explanations switch it off to follow
+        # every path from the inputs to the score, see unirec_lab.explain.full_gradients)
+        self.stop_gradient = True
+
+    def _sg(self, x: torch.Tensor) -> torch.Tensor:
+        return x.detach() if self.stop_gradient else x
 
     def gates(self, h: torch.Tensor, scenario: torch.Tensor,
               feats: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
@@ -77,11 +83,11 @@ class PEPNet(nn.Module):
         ex = self.inputs.extras(feats)
         ep = None
         if ex is not None and self.epnet is not None:
-            ep = self.epnet(torch.cat([es, ex.detach()], dim=-1))
+            ep = self.epnet(torch.cat([es, self._sg(ex)], dim=-1))
             x = torch.cat([h, ep * ex], dim=-1)
         else:
             x = h
-        prior = torch.cat([es, x.detach()], dim=-1)
+        prior = torch.cat([es, self._sg(x)], dim=-1)
         return x, ep, [g(prior) for g in self.ppnet]
 
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
