@@ -23,11 +23,10 @@ import pandas as pd
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.common import (
     RawScenarioSource,
-    interactions_frame,
     list_column,
     make_spec,
     multi_field,
-    per_user_chrono_split,
+    rated_interactions,
 )
 from unirec_lab.data.scenarios.raw import RawDataError, read_int_table
 from unirec_lab.data.schema import FieldSpec
@@ -68,14 +67,9 @@ class AmazonHinScenario(RawScenarioSource):
         if r["rating"].min() < 1 or r["rating"].max() > 5:
             bad = _first_bad(~r["rating"].between(1, 5))
             raise RawDataError(f"{ui_file}:{bad + 1}: rating {r['rating'].iloc[bad]} outside 1..5")
-        user_ids, user = np.unique(r["user"].to_numpy(), return_inverse=True)
-        item_ids, item = np.unique(r["item"].to_numpy(), return_inverse=True)
-        user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+        user_ids, item_ids, inter = rated_interactions(r["user"].to_numpy(), r["item"].to_numpy(), r["ts"].to_numpy(),
+                                                       r["rating"].to_numpy(), p)
         nu, ni = len(user_ids), len(item_ids)
-        ts = r["ts"].to_numpy()
-        level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
-        rating = r["rating"].to_numpy()
-        inter = interactions_frame(user, item, rating >= p["positive_threshold"], ts, level, user, rating=rating)
 
         c_item, c_val, c_vocab = item_side(cat_file, item_ids)
         cat_lists, cat_len = multi_field(c_item, c_val, ni, 10)

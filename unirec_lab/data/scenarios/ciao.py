@@ -28,11 +28,10 @@ import pandas as pd
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.common import (
     RawScenarioSource,
-    interactions_frame,
     list_column,
     make_spec,
     multi_field,
-    per_user_chrono_split,
+    rated_interactions,
 )
 from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.schema import FieldSpec
@@ -89,15 +88,11 @@ class CiaoScenario(RawScenarioSource):
         if len(df) == 0:
             raise RawDataError(f"{rating_file}: no ratings")
 
-        user_ids, user = np.unique(df["user"].to_numpy(), return_inverse=True)
-        item_ids, item = np.unique(df["item"].to_numpy(), return_inverse=True)
-        user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+        user_ids, item_ids, inter = rated_interactions(df["user"].to_numpy(), df["item"].to_numpy(),
+                                                       df["ts"].to_numpy(), df["rating"].to_numpy(), p)
         nu, ni = len(user_ids), len(item_ids)
-        ts = df["ts"].to_numpy()
-        level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
-        rating = df["rating"].to_numpy()
-        label = (rating >= p["positive_threshold"]).astype(np.float32)
-        inter = interactions_frame(user, item, label, ts, level, user, rating=rating)
+        user = np.searchsorted(user_ids, df["user"].to_numpy())  # dense ids of each rating, in row order
+        item = np.searchsorted(item_ids, df["item"].to_numpy())
 
         # item category: the most frequent over the item's ratings (ties -> smallest id)
         ic = pd.DataFrame({"item": item, "c": df["category"].to_numpy()}).value_counts().reset_index(name="n")

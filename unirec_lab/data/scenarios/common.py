@@ -345,3 +345,18 @@ def interactions_frame(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts
     df = pd.DataFrame(cols)
     df.insert(4, "split", split_names(level_sorted))
     return df
+
+
+def rated_interactions(user_raw: np.ndarray, item_raw: np.ndarray, ts: np.ndarray, rating: np.ndarray,
+                       p: dict) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """An explicit-rating data set as ``(user_ids, item_ids, interactions)``: dense ids (sorted raw ids), a
+    per-user chronological split (``val_frac``, ``test_frac``, ``min_user_ratings`` of ``p``) and
+    label = rating >= ``positive_threshold``, grouped by user."""
+    user_ids, user = np.unique(np.asarray(user_raw), return_inverse=True)
+    item_ids, item = np.unique(np.asarray(item_raw), return_inverse=True)
+    user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+    ts = np.asarray(ts)
+    level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
+    rating = np.asarray(rating)
+    label = (rating >= p["positive_threshold"]).astype(np.float32)
+    return user_ids, item_ids, interactions_frame(user, item, label, ts, level, user, rating=rating)
