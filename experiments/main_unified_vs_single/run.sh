@@ -20,4 +20,7 @@ python -m unirec_lab.train -m experiment=main_real "seed=$SEEDS" model=unified s
   model.name=unified_one_ckpt "hydra.sweep.dir=$OUT/one_ckpt"
 python -m unirec_lab.cli.report "$OUT" --baseline per_scenario --metrics auc,logloss,gauc,ndcg@10 \
   --out "$HERE" --title "Unified vs per-scenario models on four real scenarios"
+# where the differences come from: cold / warm users and items of each scenario's test set
+python -m unirec_lab.cli.report "$OUT" --slices --baseline per_scenario --metrics auc,logloss \
+  --out "$HERE" --title "Cold-start slices: unified vs per-scenario models"
 python scripts/check_expected.py "$HERE"
