@@ -43,9 +43,11 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("scope", ["global", "per_scenario"])
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, scope):
     common = [*tiny_overrides(), "logger=none", "trainer.max_epochs=4", "callbacks.early_stopping.patience=10",
-              "backbone.dropout=0.1"]  # dropout: the RNG state must be restored too
+              "backbone.dropout=0.1",  # dropout: the RNG state must be restored too
+              f"selection.scope={scope}"]  # per_scenario: every scenario's best checkpoint survives the crash
     ok = cli(tmp_path, [f"hydra.run.dir={tmp_path / 'full'}", *common])
     assert ok.returncode == 0, ok.stderr[-2000:]
     steps_per_epoch = result(tmp_path / "full")["train_rows"] // 4 // 256 + 1
@@ -57,7 +59,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     resumed = cli(tmp_path, [f"hydra.run.dir={tmp_path / 'crash'}", *common, "resume=true"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     full, res = result(tmp_path / "full"), result(tmp_path / "crash")
-    assert res["selection"]["best_epoch"] == full["selection"]["best_epoch"]
+    if scope == "global":
+        assert res["selection"]["best_epoch"] == full["selection"]["best_epoch"]
+    else:
+        assert {k: v["best_epoch"] for k, v in res["selection"].items()} == \
+            {k: v["best_epoch"] for k, v in full["selection"].items()}
     for s, metrics in full["test"].items():
         for m, v in metrics.items():
             assert res["test"][s][m] == pytest.approx(v, abs=1e-6), (s, m)
