@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from unirec_lab.lit.checkpoints import check_resumable, run_signature
+from unirec_lab.lit.full_ranking import full_ranking_metrics
 from unirec_lab.lit.module import RecLitModule
 from unirec_lab.lit.slices import slice_masks
 from unirec_lab.models.unified import count_parameters
@@ -103,15 +104,17 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     if not checkpoint.best_model_path:
         raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
     if scenario_ckpts:
-        test, test_slices, selection = test_per_scenario(trainer, module, dm, scenario_ckpts, run_dir)
+        test, test_slices, selection, full = test_per_scenario(cfg, trainer, module, dm, scenario_ckpts, run_dir)
     else:
         trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
         test, selection = module.test_results, _selection(checkpoint, trainer, run_dir)
         test_slices = module.test_slice_results
+        full = full_ranking(cfg, module, dm, keys)
     tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
     return {
         "test": test,
         "test_slices": test_slices,
+        "test_full_ranking": full,
         "selection": selection,
         "val_history": val_history,
         "num_parameters": count_parameters(model),
@@ -134,25 +137,36 @@ def _selection(ckpt: Any, trainer: pl.Trainer, run_dir: Path) -> dict[str, Any]:
             "epochs_run": trainer.current_epoch, "stopped_early": trainer.should_stop}
 
 
-def test_per_scenario(trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
-                      run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def full_ranking(cfg: DictConfig, module: RecLitModule, dm: Any, keys: list[str]) -> dict[str, Any]:
+    """Full-ranking test metrics of the module's current (tested) weights for ``keys`` that the config lists."""
+    fr = cfg.get("full_ranking") or {}
+    return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario,
+                                    ks=list(fr.get("ks") or (10, 20)), max_users=fr.get("max_users"),
+                                    seed=int(cfg.seed))
+            for k in keys if k in (fr.get("scenarios") or [])}
+
+
+def test_per_scenario(cfg: DictConfig, trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
+                      run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Test each scenario on its own best checkpoint; scenarios sharing a checkpoint share one test pass.
-    Returns (test metrics, test slice metrics, selection), each keyed by scenario."""
+    Returns (test metrics, test slice metrics, selection, full-ranking metrics), each keyed by scenario."""
     selection = {k: _selection(cb, trainer, run_dir) for k, cb in ckpts.items()}
     by_path: dict[str, list[str]] = {}
     for k, cb in ckpts.items():
         by_path.setdefault(cb.best_model_path, []).append(k)
     test: dict[str, Any] = {}
     slices: dict[str, Any] = {}
+    full: dict[str, Any] = {}
     try:
         for path, group in by_path.items():
             dm.test_scenarios = group
             trainer.test(module, datamodule=dm, ckpt_path=path, verbose=False, weights_only=True)
             test.update({k: module.test_results[k] for k in group})
             slices.update({k: module.test_slice_results[k] for k in group if k in module.test_slice_results})
+            full.update(full_ranking(cfg, module, dm, group))
     finally:
         dm.test_scenarios = None
-    return {k: test[k] for k in ckpts}, {k: slices[k] for k in ckpts if k in slices}, selection
+    return {k: test[k] for k in ckpts}, {k: slices[k] for k in ckpts if k in slices}, selection, full
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -185,6 +199,7 @@ def train(cfg: DictConfig) -> float:
                     atomic_write_json(sub / PART_FILE, parts[k])
             test = {k: parts[k]["test"][k] for k in keys}
             test_slices = {k: parts[k]["test_slices"][k] for k in keys if k in parts[k].get("test_slices", {})}
+            full = {k: parts[k]["test_full_ranking"][k] for k in keys if k in parts[k].get("test_full_ranking", {})}
             selection = {k: p["selection"] for k, p in parts.items()}
             n_params = sum(p["num_parameters"] for p in parts.values())
             description = f"per-scenario: {len(keys)} independent models, each " + parts[keys[0]]["description"]
@@ -197,6 +212,7 @@ def train(cfg: DictConfig) -> float:
         else:
             part = fit_and_test(cfg, keys, run_dir, loggers)
             test, test_slices, selection = part["test"], part["test_slices"], part["selection"]
+            full = part["test_full_ranking"]
             n_params, description = part["num_parameters"], part["description"]
             rows, secs, data, val_history = part["train_rows"], part["train_seconds"], part["data"], part["val_history"]
             uses_backbone = part["uses_backbone"]
@@ -223,6 +239,7 @@ def train(cfg: DictConfig) -> float:
             "selection": selection,
             "test": test,
             "test_slices": test_slices,
+            "test_full_ranking": full,
             "val_history": val_history,
             "num_parameters": n_params,
             "wall_seconds": round(wall, 3),

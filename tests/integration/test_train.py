@@ -154,3 +154,28 @@ def yaml_load(path):
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+def test_full_ranking_metrics_are_those_of_the_tested_checkpoint(cfg_factory):
+    from unirec_lab.cli.explain import load_run
+    from unirec_lab.lit.full_ranking import full_ranking_metrics
+
+    cfg = cfg_factory(["trainer.max_epochs=2", "logger=none", "selection.scope=per_scenario",
+                       "full_ranking.scenarios=[ecommerce,news]", "full_ranking.ks=[5]", "full_ranking.max_users=40"])
+    train(cfg)
+    r = read_result(cfg)
+    assert set(r["test_full_ranking"]) == {"ecommerce", "news"}
+    for s in ("ecommerce", "news"):
+        got = r["test_full_ranking"][s]
+        assert 0 < got["users"] <= 40 and 0 <= got["recall@5"] <= 1 and 0 <= got["ndcg@5"] <= 1
+        _, dm, model = load_run(Path(cfg.paths.output_dir), s)  # the checkpoint the run tested s with
+        again = full_ranking_metrics(model, dm.splits, dm.scenario_names, s, dm.space.item_scenario, ks=[5],
+                                     max_users=40, seed=cfg.seed)
+        assert again == pytest.approx(got)
+
+
+def test_full_ranking_of_an_unselected_scenario_is_refused(cfg_factory):
+    from unirec_lab.utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"full_ranking.scenarios=\['sports'\]"):
+        train(cfg_factory(["full_ranking.scenarios=[sports]"]))

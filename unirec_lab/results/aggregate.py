@@ -56,6 +56,7 @@ IGNORED_KEYS = ("seed", "data.shuffle_seed", "hydra", "hydra.*", "paths.*", "log
                 "num_threads", "experiment_name", "metrics", "scenarios", "scenario", "*_dir", "*.dir", "*_path",
                 "*.path", "*cache*", "data.eval_batch_size", "data.num_workers", "trainer.enable_progress_bar",
                 "trainer.enable_model_summary", "trainer.log_every_n_steps", "trainer.default_root_dir",
+                "full_ranking", "full_ranking.*",  # extra metrics only; never changes a tabulated number
                 # checkpoint files kept for resuming / inspection (selection itself: monitor + mode, kept)
                 "callbacks.latest_checkpoint", "callbacks.latest_checkpoint.*", "callbacks.*.verbose",
                 *(f"callbacks.model_checkpoint.{k}" for k in ("save_last", "save_top_k", "filename",

@@ -30,6 +30,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"selection.scope={scope!r}, expected 'global' or 'per_scenario'")
     if scope == "per_scenario":
         selection_metric(cfg)
+    fr = cfg.get("full_ranking") or {}
+    unknown = [k for k in (fr.get("scenarios") or []) if k not in cfg.scenarios]
+    if unknown:
+        raise ConfigError(f"full_ranking.scenarios={unknown}: not among the selected scenarios {list(cfg.scenarios)}")
     lr = cfg.optimizer.get("lr")
     if lr is not None and not float(lr) > 0:
         raise ConfigError(f"optimizer.lr={lr}, expected a positive number")

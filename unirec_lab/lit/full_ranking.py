@@ -1,0 +1,104 @@
+"""Full-ranking evaluation: every item of the scenario is a candidate, not 99 sampled negatives.
+
+For each evaluated user of a scenario (users with a positive in ``split``; a seeded sample of ``max_users`` when
+set), the model scores **all** the scenario's items in one batched pass per chunk of users, using the user's
+state at their first positive ``split`` row (user id and behaviour history of that row). Items the user had
+as positives in earlier splits are masked out (score ``-inf``), as is standard; the ground truth is the set of
+the user's positive items in ``split`` (a ground-truth item seen earlier stays masked and counts as a miss, so
+repeat consumption is never credited by leaking it out of the mask). Then top-K:
+
+- ``recall@K`` = |top-K ∩ truth| / |truth|;
+- ``ndcg@K`` = DCG@K / IDCG@K with binary gains, IDCG over min(K, |truth|) hits;
+- ``hr@K`` = 1 if any truth item is in the top K.
+
+Averaged over users. Works for any model that scores a batch (``model(batch) -> logits``); a target-independent
+history encoder makes a user's thousands of candidate rows cost one user-side computation (the backbone's eval
+shortcut), so a chunk is one matmul-sized forward plus one ``topk``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from unirec_lab.data.history import SPLIT_LEVEL
+
+Batch = dict[str, torch.Tensor]
+
+
+def _first_positive_rows(split: Batch, s_idx: int) -> torch.Tensor:
+    """Index of each user's first positive row (in row order) of scenario ``s_idx``."""
+    rows = torch.nonzero((split["scenario"] == s_idx) & (split["label"] > 0.5), as_tuple=True)[0]
+    users = split["user"][rows]
+    _, first = np.unique(users.numpy(), return_index=True)
+    return rows[torch.from_numpy(first)]
+
+
+def _pairs_matrix(users: torch.Tensor, items: torch.Tensor, chunk_users: torch.Tensor, item_lo: int,
+                  num_items: int) -> torch.Tensor:
+    """Dense ``[len(chunk_users), num_items]`` bool matrix of the (user, item) pairs among ``users, items``."""
+    out = torch.zeros(len(chunk_users), num_items, dtype=torch.bool)
+    sorted_u, order = torch.sort(chunk_users)
+    pos = torch.searchsorted(sorted_u, users).clamp(max=len(sorted_u) - 1)
+    hit = sorted_u[pos] == users
+    out[order[pos[hit]], items[hit] - item_lo] = True
+    return out
+
+
+@torch.no_grad()
+def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_names: Sequence[str], scenario: str,
+                         item_scenario: torch.Tensor, split: str = "test", ks: Sequence[int] = (10, 20),
+                         max_users: int | None = None, max_rows: int = 262_144, seed: int = 0) -> dict[str, float]:
+    """``{"recall@K", "ndcg@K", "hr@K" for K in ks, "users", "candidates"}`` for one scenario (see module doc).
+    ``max_rows`` bounds the (user, item) rows of one forward pass (memory)."""
+    if not ks or min(ks) < 1:
+        raise ValueError(f"full ranking ks={list(ks)}: expected positive integers")
+    s_idx = list(scenario_names).index(scenario)
+    data = splits[split]
+    first = _first_positive_rows(data, s_idx)
+    if max_users is not None and len(first) > max_users:
+        pick = np.sort(np.random.default_rng(seed).choice(len(first), size=max_users, replace=False))
+        first = first[torch.from_numpy(pick)]
+    items = torch.nonzero(item_scenario == s_idx, as_tuple=True)[0]
+    item_lo, n_items = int(items.min()), len(items)
+    if int(items.max()) - item_lo + 1 != n_items:
+        raise ValueError(f"scenario {scenario!r}: its global item ids are not contiguous")
+    # earlier positives (masked) and the split's positives (ground truth), as (user, item) pairs
+    earlier = [splits[s] for s, lvl in SPLIT_LEVEL.items() if lvl < SPLIT_LEVEL[split]]
+    seen_u = torch.cat([t["user"][(t["scenario"] == s_idx) & (t["label"] > 0.5)] for t in earlier])
+    seen_i = torch.cat([t["item"][(t["scenario"] == s_idx) & (t["label"] > 0.5)] for t in earlier])
+    pos = (data["scenario"] == s_idx) & (data["label"] > 0.5)
+    truth_u, truth_i = data["user"][pos], data["item"][pos]
+    kmax = min(max(ks), n_items)
+    user_chunk = max(1, max_rows // n_items)  # rows scored per forward pass stay bounded
+    disc = 1.0 / torch.log2(torch.arange(kmax, dtype=torch.float64) + 2.0)
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr")}
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(first), user_chunk):
+            rows = first[start:start + user_chunk]
+            b = len(rows)
+            batch = {k: v[rows].repeat_interleave(n_items, dim=0) for k, v in data.items()}
+            batch["item"] = items.repeat(b)
+            scores = model(batch).double().reshape(b, n_items)
+            users = data["user"][rows]
+            scores[_pairs_matrix(seen_u, seen_i, users, item_lo, n_items)] = -torch.inf
+            truth = _pairs_matrix(truth_u, truth_i, users, item_lo, n_items)
+            top = torch.topk(scores, kmax, dim=1).indices
+            hits = truth.gather(1, top).double()  # [b, kmax]
+            n_truth = truth.sum(1).double()
+            for k in ks:
+                kk = min(k, kmax)
+                h = hits[:, :kk]
+                ideal = torch.cumsum(disc[:kk], 0)[(n_truth.clamp(max=kk) - 1).long()]
+                sums[f"recall@{k}"] += float((h.sum(1) / n_truth).sum())
+                sums[f"ndcg@{k}"] += float(((h * disc[:kk]).sum(1) / ideal).sum())
+                sums[f"hr@{k}"] += float((h.sum(1) > 0).double().sum())
+    finally:
+        model.train(was_training)
+    n = max(len(first), 1)
+    return {**{k: v / n for k, v in sums.items()}, "users": int(len(first)), "candidates": n_items}
