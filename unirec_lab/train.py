@@ -75,11 +75,14 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         module.test_slice_masks = slice_masks(dm.splits["test"], dm.space.user_train_pos, dm.space.item_train_pos,
                                               **cfg.slices)
     ckpt_dir = run_dir / "checkpoints"
-    checkpoint = hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir))
+    # the best checkpoint(s) test uses: one for all scenarios, or (per-scenario selection) one per scenario
     scenario_ckpts = {k: hydra.utils.instantiate(cfg.callbacks.model_checkpoint, dirpath=str(ckpt_dir),
                                                  monitor=f"val/{k}/{metric}", filename=f"best-{k}-epoch{{epoch:03d}}",
                                                  save_weights_only=True) for k in (keys if metric else [])}
-    callbacks: list[pl.Callback] = [checkpoint, *scenario_ckpts.values(), ThroughputMonitor()]
+    checkpoint = None if scenario_ckpts else hydra.utils.instantiate(cfg.callbacks.model_checkpoint,
+                                                                     dirpath=str(ckpt_dir))
+    callbacks: list[pl.Callback] = [*scenario_ckpts.values(), *([checkpoint] if checkpoint else []),
+                                    ThroughputMonitor()]
     if cfg.callbacks.get("latest_checkpoint") is not None:
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.latest_checkpoint, dirpath=str(ckpt_dir)))
     if cfg.callbacks.get("early_stopping") is not None:
@@ -88,9 +91,8 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     for cb in cfg.get("extra_callbacks") or []:
         callbacks.append(hydra.utils.instantiate(cb))
     uses_backbone = hasattr(model, "backbone")
-    run_name = "-".join([str(cfg.model.name), *([str(cfg.backbone_name), str(cfg.head_name)] if uses_backbone else []),
-                         f"p{count_parameters(model)}", f"s{cfg.seed}"])
-    logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name, run_name=run_name)
+    logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name,
+                          run_name=run_label(cfg, uses_backbone, count_parameters(model)))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                                                   default_root_dir=str(run_dir))
     resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
@@ -101,13 +103,12 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - t0
     val_history = list(module.val_history)
-    if not checkpoint.best_model_path:
-        raise RuntimeError(f"no checkpoint was selected by {checkpoint.monitor!r} (did validation run?)")
-    if scenario_ckpts:
-        test, test_slices, selection, full = test_per_scenario(cfg, trainer, module, dm, scenario_ckpts, run_dir)
+    if checkpoint is None:
+        test, test_slices, selection, full = evaluate_per_scenario(cfg, trainer, module, dm, scenario_ckpts, run_dir)
     else:
+        selection = _selection(checkpoint, trainer, run_dir)
         trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False, weights_only=True)
-        test, selection = module.test_results, _selection(checkpoint, trainer, run_dir)
+        test = module.test_results
         test_slices = module.test_slice_results
         full = full_ranking(cfg, module, dm, keys)
     tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
@@ -128,6 +129,12 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     }
 
 
+def run_label(cfg: DictConfig, uses_backbone: bool, num_parameters: int) -> str:
+    """Run name: model, backbone and head (for models that use them), parameter count, seed."""
+    parts = [str(cfg.model.name), *([str(cfg.backbone_name), str(cfg.head_name)] if uses_backbone else [])]
+    return "-".join([*parts, f"p{num_parameters}", f"s{cfg.seed}"])
+
+
 def _selection(ckpt: Any, trainer: pl.Trainer, run_dir: Path) -> dict[str, Any]:
     if not ckpt.best_model_path:
         raise RuntimeError(f"no checkpoint was selected by {ckpt.monitor!r} (did validation run?)")
@@ -146,7 +153,7 @@ def full_ranking(cfg: DictConfig, module: RecLitModule, dm: Any, keys: list[str]
             for k in keys if k in (fr.get("scenarios") or [])}
 
 
-def test_per_scenario(cfg: DictConfig, trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
+def evaluate_per_scenario(cfg: DictConfig, trainer: pl.Trainer, module: RecLitModule, dm: Any, ckpts: dict[str, Any],
                       run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Test each scenario on its own best checkpoint; scenarios sharing a checkpoint share one test pass.
     Returns (test metrics, test slice metrics, selection, full-ranking metrics), each keyed by scenario."""
@@ -226,8 +233,7 @@ def train(cfg: DictConfig) -> float:
             "model": cfg.model.name,
             "mode": cfg.model.mode,
             "description": description,
-            "run_name": "-".join([str(cfg.model.name), *([str(cfg.backbone_name), str(cfg.head_name)] if uses_backbone
-                                                        else []), f"p{n_params}", f"s{cfg.seed}"]),
+            "run_name": run_label(cfg, uses_backbone, n_params),
             "experiment": cfg.experiment_name,
             "scenarios": keys,
             "seed": int(cfg.seed),

@@ -92,6 +92,7 @@ def test_per_scenario_selection_tests_each_scenario_on_its_own_best_epoch(cfg_fa
         assert r["test"][s]["auc"] == pytest.approx(evaluate_checkpoint(ckpt, cfg)[s]["auc"], abs=1e-9)
         assert sum(v["rows"] for k, v in r["test_slices"][s].items() if k.endswith("_user")) == r["test"][s]["rows"]
     assert score == pytest.approx(sum(r["selection"][s]["best_score"] for s in SCENARIOS) / 4)
+    assert not any((out / "checkpoints").glob("best-epoch*.ckpt"))  # no unused one-for-all checkpoint written
 
 
 def test_per_scenario_selection_is_refused_for_a_monitor_it_cannot_split(cfg_factory):
