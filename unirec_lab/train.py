@@ -42,6 +42,7 @@ from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
 from unirec_lab.utils.callbacks import ThroughputMonitor
 from unirec_lab.utils.config import check_config, flat_config, resolved_config, selection_metric
+from unirec_lab.utils.console import EpochLine, interactive, quiet_third_party
 from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 
@@ -81,8 +82,10 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
                                                  save_weights_only=True) for k in (keys if metric else [])}
     checkpoint = None if scenario_ckpts else hydra.utils.instantiate(cfg.callbacks.model_checkpoint,
                                                                      dirpath=str(ckpt_dir))
+    monitor = f"val/best_so_far/{metric}" if metric else str(cfg.selection.monitor)
+    label = keys[0] if cfg.model.mode == "separate" else ""
     callbacks: list[pl.Callback] = [*scenario_ckpts.values(), *([checkpoint] if checkpoint else []),
-                                    ThroughputMonitor()]
+                                    ThroughputMonitor(), EpochLine(monitor, mode, label=label)]
     if cfg.callbacks.get("latest_checkpoint") is not None:
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.latest_checkpoint, dirpath=str(ckpt_dir)))
     if cfg.callbacks.get("early_stopping") is not None:
@@ -93,8 +96,10 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     uses_backbone = hasattr(model, "backbone")
     logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name,
                           run_name=run_label(cfg, uses_backbone, count_parameters(model)))
+    bar = cfg.trainer.get("enable_progress_bar")  # null = a progress bar only when a terminal is attached
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                                                  default_root_dir=str(run_dir))
+                                                  default_root_dir=str(run_dir),
+                                                  enable_progress_bar=interactive() if bar is None else bool(bar))
     resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
     if resume is not None:
         check_resumable(resume, module, module.run_signature)
@@ -284,10 +289,11 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://unirec_lab.conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """CLI entry: bad input ends with one line and exit code 2; in a multirun a failed job is recorded
     (``failure.json``) and the sweep goes on."""
+    quiet_third_party()
     return run_guarded(train, cfg)
 
 

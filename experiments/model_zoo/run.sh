@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WANDB_MODE=${WANDB_MODE:-disabled}
-python -m unirec_lab.cli.prepare scenario=real
+unirec-prepare scenario=real
 python scripts/bench_zoo.py --scenario real --out "${OUT:-multirun/model_zoo}" -- data.batch_size=4096
 cp "${OUT:-multirun/model_zoo}/bench.md" "${OUT:-multirun/model_zoo}/bench.json" experiments/model_zoo/

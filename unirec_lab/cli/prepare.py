@@ -50,7 +50,7 @@ def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
     return rows, errors
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+@hydra.main(version_base="1.3", config_path="pkg://unirec_lab.conf", config_name="prepare")
 def main(cfg: DictConfig) -> None:
     t0 = time.perf_counter()
     rows, errors = prepare_all(cfg)

@@ -205,7 +205,7 @@ def run(cfg: DictConfig) -> float:
     return float(out["selection"]["best_score"])
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="seqrec")
+@hydra.main(version_base="1.3", config_path="pkg://unirec_lab.conf", config_name="seqrec")
 def main(cfg: DictConfig) -> float:
     return run_guarded(run, cfg)
 

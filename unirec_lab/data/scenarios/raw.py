@@ -1,6 +1,7 @@
 """Raw-data plumbing shared by the real-scenario loaders.
 
-- where the raw data lives (:func:`default_raw_dir`: env ``UNIREC_RAW_DIR``, else ``<repo>/../shared/data``);
+- where the raw data lives (:func:`default_raw_dir`: env ``UNIREC_RAW_DIR``, else ``../shared/data`` from the
+  working directory or ``$UNIREC_ROOT``, the rule of ``conf/paths/default.yaml``);
 - :class:`RawDataset`: one dataset folder (e.g. ``ecommerce/amazon_s3rec``) with its ``MANIFEST.tsv``;
   checks that a file exists and that its sha256 matches the manifest, with one clear line when not;
 - sha256 of a file, cached in memory per ``(path, size, mtime)`` so a cached re-run does not re-hash;
@@ -36,9 +37,11 @@ def repo_root() -> Path:
 
 
 def default_raw_dir() -> Path:
-    """``$UNIREC_RAW_DIR`` if set, else ``../shared/data`` next to the repository (same rule as conf/paths)."""
+    """``$UNIREC_RAW_DIR`` if set, else ``<root>/../shared/data`` with root = ``$UNIREC_ROOT`` or the working
+    directory (the rule of conf/paths/default.yaml; never relative to the installed package)."""
     env = os.environ.get("UNIREC_RAW_DIR")
-    return Path(env) if env else repo_root().parent / "shared" / "data"
+    root = Path(os.environ.get("UNIREC_ROOT") or Path.cwd())
+    return Path(env) if env else root.parent / "shared" / "data"
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
