@@ -16,7 +16,7 @@ import pytest
 from unirec_lab.data.datamodule import MultiScenarioDataModule
 from unirec_lab.data.prepare import fingerprint_key, prepare_bundle
 from unirec_lab.data.scenarios.common import DEFAULT_TEXT_BUCKETS, word_id
-from unirec_lab.data.scenarios.raw import RawDataError, RawDataset
+from unirec_lab.data.scenarios.raw import RawDataError, RawDataset, default_raw_dir
 from unirec_lab.data.scenarios.table import TableScenario
 from unirec_lab.data.scenarios.table_io import TableScenarioError
 from unirec_lab.data.schema import BundleError, read_bundle
@@ -350,3 +350,29 @@ def test_unified_training_on_synthetic_news_and_a_table_scenario(tmp_path):
     m = r["test"]["my_shop"]
     assert {"auc", "logloss", "gauc", "ndcg@10"} <= set(m) and 0.0 <= m["auc"] <= 1.0
     assert m["rows"] == 30 * 6  # 30 test users, each 1 positive + 5 fixed negatives
+
+
+# ------------------------------------------------------------------ shipped loaders vs. a TableScenario config
+
+RAW = default_raw_dir()
+
+
+@pytest.mark.parametrize("loader, path, names, ts", [
+    ("amazon_hin.AmazonHinScenario", "ecommerce/amazon_hin/user_item.dat", ["user", "item", "rating", "ts"], "ts"),
+    ("yelp_hin.YelpHinScenario", "social/yelp_hin/user_business.dat", ["user", "item", "rating"], None)])
+def test_rating_loaders_interactions_equal_a_table_config(loader, path, names, ts):
+    """The interactions of the two rating loaders are a pure column mapping (their item / friend fields are not:
+    long-format side files, raw-id vocabularies, a user-user network), so only interactions.parquet is compared."""
+    import importlib
+
+    if not (RAW / path).is_file():
+        pytest.skip(f"raw data not available at {RAW} (set UNIREC_RAW_DIR)")
+    mod, cls = loader.rsplit(".", 1)
+    shipped = getattr(importlib.import_module(f"unirec_lab.data.scenarios.{mod}"), cls)("x", RAW).build()
+    table = TableScenario("x", {"path": str(RAW / path), "format": "tsv", "header": False, "names": names},
+                          {"user": "user", "item": "item", "rating": "rating", "timestamp": ts},
+                          label={"rule": "threshold", "threshold": 4},
+                          split={"protocol": "user_chrono", "val_frac": 0.1, "test_frac": 0.1,
+                                 "min_user_rows": 3}).build()
+    assert table.interactions.equals(shipped.interactions)
+    assert (table.spec.num_users, table.spec.num_items) == (shipped.spec.num_users, shipped.spec.num_items)
