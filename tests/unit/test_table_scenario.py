@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +21,11 @@ from unirec_lab.data.scenarios.raw import RawDataError, RawDataset, default_raw_
 from unirec_lab.data.scenarios.table import TableScenario
 from unirec_lab.data.scenarios.table_io import TableScenarioError
 from unirec_lab.data.schema import BundleError, read_bundle
+from unirec_lab.train import train
+from unirec_lab.utils.config import ConfigError, check_config
+from unirec_lab.utils.guard import run_guarded
+
+from conftest import compose_cfg
 
 # u1 rates a..e at t=100..104; u2 rates a, c, e, b at 100, 105, 106, 107; u3 (2 rows) stays in train.
 ROWS = [("u1", "a", 5, 100), ("u1", "b", 2, 101), ("u1", "c", 4, 102), ("u1", "d", 1, 103), ("u1", "e", 5, 104),
@@ -304,9 +310,7 @@ def _user_conf(tmp_path: Path, header: bool) -> Path:
 
 
 def test_scenario_yaml_without_package_line_names_the_line_to_add(tmp_path):
-    from unirec_lab.utils.config import ConfigError, check_config
 
-    from conftest import compose_cfg
 
     conf = _user_conf(tmp_path, header=False)
     for selection in ("[synthetic_news,my_shop]", "my_shop"):
@@ -319,10 +323,7 @@ def test_scenario_yaml_without_package_line_names_the_line_to_add(tmp_path):
 
 
 def test_the_cli_guard_prints_one_line_for_a_bad_column(tmp_path, capsys):
-    from unirec_lab.train import train
-    from unirec_lab.utils.guard import run_guarded
 
-    from conftest import compose_cfg
 
     conf = _user_conf(tmp_path, header=True)
     cfg = compose_cfg(tmp_path / "run", ["scenario=[my_shop]", f"hydra.searchpath=[file://{conf}]",
@@ -336,9 +337,7 @@ def test_the_cli_guard_prints_one_line_for_a_bad_column(tmp_path, capsys):
 
 
 def test_unified_training_on_synthetic_news_and_a_table_scenario(tmp_path):
-    from unirec_lab.train import train
 
-    from conftest import compose_cfg
 
     conf = _user_conf(tmp_path, header=True)
     cfg = compose_cfg(tmp_path / "run", ["scenario=[synthetic_news,my_shop]", f"hydra.searchpath=[file://{conf}]",
@@ -376,3 +375,34 @@ def test_rating_loaders_interactions_equal_a_table_config(loader, path, names, t
                                  "min_user_rows": 3}).build()
     assert table.interactions.equals(shipped.interactions)
     assert (table.spec.num_users, table.spec.num_items) == (shipped.spec.num_users, shipped.spec.num_items)
+
+
+def test_the_cli_guard_prints_a_config_mistake_without_hydras_wrapper(tmp_path, capsys):
+    conf = _user_conf(tmp_path, header=True)
+    cfg = compose_cfg(tmp_path / "run", ["scenario=[my_shop]", f"hydra.searchpath=[file://{conf}]",
+                                         "scenarios.my_shop.source.split.protocol=loo"])
+    with pytest.raises(SystemExit):
+        run_guarded(train, cfg)
+    assert capsys.readouterr().err.strip() == ("error: scenarios.my_shop.source.split.protocol='loo', expected one "
+                                               "of ['leave_one_out', 'user_chrono', 'temporal', 'random']")
+
+
+def test_the_readme_example_data_and_yaml_make_a_valid_scenario(tmp_path):
+    """Runs the docs example's bash block up to (not including) the training command, then prepares the bundle
+    from the composed config: the example's files and YAML stay in step with TableScenario."""
+    import re
+    import subprocess
+
+    doc = (Path(__file__).resolve().parents[2] / "docs_add_your_own_scenario.md").read_text()
+    script = re.findall(r"```bash\n(.*?)```", doc, re.S)[0]
+    setup = script.split("\nunirec-compare")[0]
+    assert "\nunirec-compare -- scenario=[synthetic_news,my_shop] hydra.searchpath=[file://$PWD/my_conf]" in script
+    subprocess.run(["bash", "-euo", "pipefail", "-c", setup], cwd=tmp_path, check=True, capture_output=True)
+    cfg = compose_cfg(tmp_path / "run", ["scenario=[synthetic_news,my_shop]",
+                                         f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+                                         f"paths.root_dir={tmp_path}"])
+    src = hydra.utils.instantiate(cfg.scenarios.my_shop.source)
+    b = build(src, tmp_path / "c")
+    assert (b.spec.num_users, b.spec.num_items) == (600, 240) and len(b.interactions) == 10711
+    assert 0.2 < b.interactions["label"].mean() < 0.8
+    assert [f.name for f in b.spec.item_fields] == ["category", "title"]
