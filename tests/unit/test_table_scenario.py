@@ -322,6 +322,12 @@ def test_scenario_yaml_without_package_line_names_the_line_to_add(tmp_path):
                                 "'scenarios.<name>', and the scenario is ignored)")
 
 
+@pytest.mark.parametrize("selection", ["synthetic", "real", "[synthetic_news,synthetic_social]"])
+def test_shipped_scenario_sets_pass_the_package_check(tmp_path, selection):
+    """Defaults-only files (synthetic.yaml, real.yaml) leave an empty `scenario: {}` node: that is not an error."""
+    check_config(compose_cfg(tmp_path / "run", [f"scenario={selection}"]))
+
+
 def test_the_cli_guard_prints_one_line_for_a_bad_column(tmp_path, capsys):
 
 

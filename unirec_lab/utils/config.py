@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
 
 def check_config(cfg: DictConfig) -> None:
-    if isinstance(cfg.get("scenario"), DictConfig):
+    if isinstance(cfg.get("scenario"), DictConfig) and len(cfg.scenario):  # (a defaults-only file leaves {})
         raise ConfigError(missing_package_message(cfg))
     if not cfg.get("scenarios"):
         raise ConfigError("scenarios: the scenario list is empty; select e.g. scenario=synthetic or scenario=news")
