@@ -170,7 +170,9 @@ def test_negatives_are_never_positives_and_eval_negatives_are_fixed(tmp_path):
 
 def test_histories_never_see_val_or_test_items(tmp_path):
     _implicit_data(tmp_path)
-    src = _implicit(tmp_path)
+    # random split: many train rows come later in time than a val/test row of the same user, so only the
+    # split-visibility rule (not the time rule) keeps held-out items out of train histories
+    src = _implicit(tmp_path, split={"protocol": "random", "val_frac": 0.2, "test_frac": 0.2})
     dm = MultiScenarioDataModule({"clicks": {"source": src}}, cache_dir=tmp_path / "c", batch_size=64,
                                  history_len=10)
     dm.setup()
@@ -184,11 +186,12 @@ def test_histories_never_see_val_or_test_items(tmp_path):
     users, hist = tr["user"].numpy(), tr["history"].numpy()
     assert (hist > 0).sum() > 0  # histories exist at all
     assert not any((u, h) in held for u, row in zip(users, hist, strict=True) for h in row if h > 0)
-    test = dm.splits["test"]  # the test row of a user sees that user's val item
-    val_items = {(u, i + off) for u, i in zip(dm.space.global_users("clicks", df[(df["split"] == "val") &
-                                                                             (df["label"] == 1)]["user"].to_numpy()),
-                                              df[(df["split"] == "val") & (df["label"] == 1)]["item"], strict=True)}
-    assert any((u, row[-1]) in val_items for u, row in zip(test["user"].numpy(), test["history"].numpy(), strict=True))
+    val = df[(df["split"] == "val") & (df["label"] == 1)]  # ...while test rows do see earlier val items
+    val_items = {(u, i + off) for u, i in zip(dm.space.global_users("clicks", val["user"].to_numpy()), val["item"],
+                                              strict=True)}
+    test = dm.splits["test"]
+    assert any((u, h) in val_items for u, row in zip(test["user"].numpy(), test["history"].numpy(), strict=True)
+               for h in row)
 
 
 def test_fingerprint_covers_parameters_and_file_bytes(data):
