@@ -415,3 +415,51 @@ def test_the_readme_example_data_and_yaml_make_a_valid_scenario(tmp_path):
     assert (b.spec.num_users, b.spec.num_items) == (600, 240) and len(b.interactions) == 10711
     assert 0.2 < b.interactions["label"].mean() < 0.8
     assert [f.name for f in b.spec.item_fields] == ["category", "title"]
+
+
+def test_a_list_of_parts_is_concatenated_in_order_and_must_share_columns(data):
+    df = pd.read_csv(data / "inter.csv")
+    df.iloc[:5].to_csv(data / "part1.csv", index=False)
+    df.iloc[5:].to_csv(data / "part2.csv", index=False)
+    parts = scenario(data, interactions={"path": ["part1.csv", "part2.csv"]})
+    assert rows_of(build(parts, data / "c")) == LOO
+    assert len(parts.fingerprint()["files_sha256"]) == 2
+    df.iloc[5:].rename(columns={"t": "time"}).to_csv(data / "part2.csv", index=False)
+    msg = _err(scenario(data, interactions={"path": ["part1.csv", "part2.csv"]}), data / "c2")
+    assert msg == (f"{data / 'part2.csv'}: columns ['uid', 'iid', 'stars', 'time'] differ from those of "
+                   f"{data / 'part1.csv'} ['uid', 'iid', 'stars', 't'] (scenarios.shop.source.interactions.path)")
+
+
+def test_encoding_is_configurable_and_a_wrong_one_is_named(data):
+    (data / "items_latin1.csv").write_bytes("iid,title\na,Café crème\nb,Über\n".encode("latin-1"))
+    items = {"path": "items_latin1.csv", "key": "iid", "fields": [{"column": "title", "kind": "text"}]}
+    msg = _err(scenario(data, items=items), data / "c")
+    assert msg == (f"{data / 'items_latin1.csv'}: not valid utf-8 text (set scenarios.shop.source.items.encoding, "
+                   "e.g. latin-1)")
+    b = build(scenario(data, items={**items, "encoding": "latin-1"}), data / "c2")
+    assert list(b.items["title"][0]) == [word_id("caf", DEFAULT_TEXT_BUCKETS), word_id("cr", DEFAULT_TEXT_BUCKETS),
+                                         word_id("me", DEFAULT_TEXT_BUCKETS)]  # the shared tokenizer: [a-z0-9]+
+
+
+def test_movielens_1m_is_a_yaml_only_scenario():
+    """ML-1M (no loader in the package): five headerless rating parts, '::'-separated latin-1 side tables."""
+    ml = RAW / "movies" / "ml1m"
+    if not (ml / "movies.dat").is_file():
+        pytest.skip(f"raw data not available at {RAW} (set UNIREC_RAW_DIR)")
+    src = TableScenario(
+        "movies", {"path": [str(ml / f"test_1m{i}.dat") for i in range(1, 6)], "format": "csv", "header": False,
+                   "names": ["user", "movie", "rating"]},
+        {"user": "user", "item": "movie", "rating": "rating"}, label={"rule": "threshold", "threshold": 4},
+        split={"protocol": "random", "val_frac": 0.1, "test_frac": 0.1},
+        users={"path": str(ml / "users.dat"), "format": "csv", "sep": "::", "header": False,
+               "names": ["user", "gender", "age", "occupation", "zip"], "key": "user",
+               "fields": [{"column": "gender"}, {"column": "age"}, {"column": "occupation"}]},
+        items={"path": str(ml / "movies.dat"), "format": "csv", "sep": "::", "header": False, "encoding": "latin-1",
+               "names": ["movie", "title", "genres"], "key": "movie",
+               "fields": [{"column": "genres", "kind": "multi", "sep": "|"}, {"column": "title", "kind": "text"}]})
+    b = src.build()
+    assert (len(b.interactions), b.spec.num_users, b.spec.num_items) == (1_000_209, 6_040, 3_706)  # SOURCE.md
+    f = {x.name: x for x in b.spec.user_fields + b.spec.item_fields}
+    assert (f["gender"].vocab_size, f["age"].vocab_size, f["occupation"].vocab_size, f["genres"].vocab_size) == \
+        (3, 8, 22, 19)  # 2 genders, 7 age bands, 21 occupations, 18 genres (+ missing)
+    assert b.interactions["split"].value_counts().to_dict() == {"train": 800_167, "val": 100_021, "test": 100_021}

@@ -173,7 +173,10 @@ class TableScenario:
         return np.random.default_rng([self.params["seed"], zlib.crc32(self.name.encode()), salt])
 
     def hashes(self) -> dict[str, str]:
-        return {spec["path"]: file_sha256(spec, f"{self.where}.{key}") for key, spec in self.files.items()}
+        out: dict[str, str] = {}
+        for key, spec in self.files.items():
+            out.update(file_sha256(spec, f"{self.where}.{key}"))
+        return out
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": f"{type(self).__module__}.{type(self).__name__}", "loader_version": self.loader_version,
