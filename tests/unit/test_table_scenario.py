@@ -130,6 +130,55 @@ def test_side_tables_become_fields(data):
     assert b.stats["provenance"]["side_tables"]["users"]["rows_unmatched"] == 1
 
 
+CLICKS = """uid,iid,clicked,when,imp
+u1,a,1,2024-01-01 10:00:00,i1
+u1,b,0,2024-01-01 10:00:00,i1
+u1,a,0,2024-01-02 09:00:00,i2
+u1,c,1,2024-01-02 09:00:00,i2
+u2,a,0,2024-01-01 12:00:00,i3
+u2,b,1,2024-01-01 12:00:00,i3
+u2,c,1,2024-01-03 08:00:00,i4
+u2,d,0,2024-01-03 08:00:00,i4
+"""
+
+
+def test_label_column_group_column_dates_and_dedupe(tmp_path):
+    (tmp_path / "clicks.csv").write_text(CLICKS)
+    src = TableScenario("news2", {"path": str(tmp_path / "clicks.csv")},
+                        {"user": "uid", "item": "iid", "label": "clicked", "timestamp": "when", "group": "imp"},
+                        label={"rule": "column"}, split={"protocol": "temporal", "val_frac": 0.25, "test_frac": 0.25},
+                        dedupe=True)
+    b = build(src, tmp_path / "c")
+    # dedupe keeps u1's later (u1, a) row; 7 rows by time: the last round(1.75)=2 test, the 2 before val
+    d1, d1b, d2, d3 = 1704103200, 1704110400, 1704186000, 1704268800  # the dates in unix seconds (UTC)
+    assert rows_of(b) == [(0, 1, 0, d1, "train"), (0, 0, 0, d2, "val"), (0, 2, 1, d2, "val"),
+                          (1, 0, 0, d1b, "train"), (1, 1, 1, d1b, "train"), (1, 2, 1, d3, "test"),
+                          (1, 3, 0, d3, "test")]
+    assert b.interactions["group"].tolist() == [0, 1, 1, 2, 2, 3, 3]  # impressions i1..i4
+    assert b.stats["provenance"]["raw_counts"]["duplicates_removed"] == 1
+    assert b.spec.extra["group_by"] == "column 'imp'" and "rating" not in b.interactions.columns
+
+
+def test_bad_values_in_mapped_columns_are_named(tmp_path):
+    (tmp_path / "clicks.csv").write_text(CLICKS.replace("u2,d,0,", "u2,d,yes,").replace("2024-01-03 08:00:00,i4\n",
+                                                                                     "someday,i4\n", 1))
+    cols = {"user": "uid", "item": "iid", "label": "clicked", "group": "imp"}
+    bad_label = TableScenario("n", {"path": str(tmp_path / "clicks.csv")}, cols, label={"rule": "column"})
+    assert _err(bad_label, tmp_path / "c") == (f"{tmp_path / 'clicks.csv'}: label column 'clicked' has value 'yes', "
+                                              "expected 0/1 (or true/false)")
+    bad_time = TableScenario("n", {"path": str(tmp_path / "clicks.csv")}, {**cols, "timestamp": "when"},
+                             label={"rule": "column"})
+    assert _err(bad_time, tmp_path / "c") == (f"{tmp_path / 'clicks.csv'}: timestamp column 'when' has value "
+                                             "'someday' that is neither a number nor a date/time")
+
+
+def test_duplicate_side_table_key_is_named(data):
+    (data / "users2.csv").write_text("uid,age\nu1,20\nu2,30\nu1,40\n")
+    msg = _err(scenario(data, users={"path": "users2.csv", "key": "uid", "fields": [{"column": "age"}]}), data / "c")
+    assert msg == (f"{data / 'users2.csv'}: key column 'uid' (scenarios.shop.source.users.key) has duplicate value "
+                   "'u1'; expected one row per user")
+
+
 def _implicit_data(d: Path, n_users: int = 30, n_items: int = 60) -> None:
     rng = np.random.default_rng(5)
     rows = []

@@ -89,7 +89,7 @@ def order_key(values: pd.Series, path: str, column: str) -> np.ndarray:
     if bad.any():
         raise TableScenarioError(f"{path}: timestamp column {column!r} has value {values[bad].iloc[0]!r} that is "
                                  "neither a number nor a date/time")
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64)
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)  # any unit
 
 
 def raw_id_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
