@@ -262,19 +262,43 @@ class TableScenario:
                     f"{s!r} empty ({len(user)} rows, {n_users} users, {int((sizes >= spl['min_user_rows']).sum())} "
                     f"with >= min_user_rows rows)")
 
-    def _build(self) -> BuiltBundle:
-        p, cols = self.params, self.params["columns"]
-        path = self.files["interactions"]["path"]
+    def _observed(self) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+        """The interaction rows (deduplicated when asked), their order key and raw counts."""
+        cols, path = self.params["columns"], self.files["interactions"]["path"]
         df, counts = self._read_interactions()
         ts = (order_key(df[cols["timestamp"]], path, cols["timestamp"]) if cols["timestamp"]
               else np.arange(len(df), dtype=np.int64))
-        if p["dedupe"]:  # one row per (user, item): the latest (ties: the later in the file)
+        if self.params["dedupe"]:  # one row per (user, item): the latest (ties: the later in the file)
             df = df.assign(_ts=ts, _row=np.arange(len(df)))
             df = df.sort_values(["_ts", "_row"]).drop_duplicates([cols["user"], cols["item"]], keep="last")
             df = df.sort_values("_row")
             ts = df.pop("_ts").to_numpy(np.int64)
             df = df.drop(columns="_row").reset_index(drop=True)
         counts["duplicates_removed"] = counts["rows"] - counts["rows_with_missing_values"] - int(len(df))
+        return df, ts, counts
+
+    def _side_tables(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, list,
+                                                                                  list, dict[str, Any]]:
+        users, items = pd.DataFrame({"user": np.arange(len(user_ids))}), pd.DataFrame({"item": np.arange(len(item_ids))})
+        user_fields: list = []
+        item_fields: list = []
+        info: dict[str, Any] = {}
+        if "users" in self.files:
+            users, user_fields, info["users"] = side_table(self.files["users"], user_ids, "user", f"{self.where}.users")
+        if "items" in self.files:
+            items, item_fields, info["items"] = side_table(self.files["items"], item_ids, "item", f"{self.where}.items")
+        return users, items, user_fields, item_fields, info
+
+    def _protocol(self, group_by: str) -> str:
+        spl, neg, cols = self.params["split"], self.params["negatives"], self.params["columns"]
+        fracs = "" if spl["protocol"] == "leave_one_out" else f" val {spl['val_frac']:g} test {spl['test_frac']:g}"
+        return (f"label {self._rule_text()}; split {spl['protocol']}{fracs}; {neg['train']} sampled negative(s) per "
+                f"train positive; {neg['eval']} per val/test positive; ts = {cols['timestamp'] or 'file order'}; "
+                f"grouped by {group_by}")
+
+    def _build(self) -> BuiltBundle:
+        p, cols = self.params, self.params["columns"]
+        df, ts, counts = self._observed()
         user, user_ids = raw_id_codes(df[cols["user"]])
         item, item_ids = raw_id_codes(df[cols["item"]])
         nu, ni = len(user_ids), len(item_ids)
@@ -282,53 +306,50 @@ class TableScenario:
         level = split_levels_for(p["split"]["protocol"], user, ts, p["split"], self.rng(0))
         self._check_splits(level, user)
         if cols["group"] is not None:
-            group = raw_id_codes(df[cols["group"]])[0]
-            group_by = f"column {cols['group']!r}"
+            group, group_by = raw_id_codes(df[cols["group"]])[0], f"column {cols['group']!r}"
         elif p["negatives"]["eval"]:
             group, group_by = 3 * user + level, "user_split"
         else:
             group, group_by = user.copy(), "user"
-        rating = pd.to_numeric(df[cols["rating"]], errors="coerce").to_numpy() if cols["rating"] else None
-
-        parts = {"u": [user], "i": [item], "l": [label], "t": [ts], "lv": [level], "g": [group]}
-        if rating is not None:
-            parts["r"] = [rating]
-        keys = interaction_keys(user, item, ni)
-        for lv_sel, k, salt, distinct in ((level == 0, p["negatives"]["train"], 1, False),
-                                          (level > 0, p["negatives"]["eval"], 2, True)):
-            rows = np.flatnonzero(lv_sel & (label > 0.5))
-            if k == 0 or len(rows) == 0:
-                continue
-            if distinct and k > ni - 1:
-                raise TableScenarioError(f"{path}: negatives.eval={k} but only {ni} items exist")
-            neg = sample_negatives(user[rows], k, ni, keys, self.rng(salt), distinct=distinct)
-            for key, src in (("u", user), ("t", ts), ("lv", level), ("g", group)):
-                parts[key].append(np.repeat(src[rows], k))
-            parts["i"].append(neg.reshape(-1))
-            parts["l"].append(np.zeros(neg.size, np.float32))
-            if rating is not None:
-                parts["r"].append(np.full(neg.size, np.nan))
-        cat = {k: np.concatenate(v) for k, v in parts.items()}
-        self._check_classes(cat["l"], cat["lv"], df)
-        inter = interactions_frame(cat["u"], cat["i"], cat["l"], cat["t"], cat["lv"], cat["g"], rating=cat.get("r"))
-
-        user_fields, item_fields, side_info = [], [], {}
-        users, items = pd.DataFrame({"user": np.arange(nu)}), pd.DataFrame({"item": np.arange(ni)})
-        if "users" in self.files:
-            users, user_fields, side_info["users"] = side_table(self.files["users"], user_ids, "user",
-                                                                f"{self.where}.users")
-        if "items" in self.files:
-            items, item_fields, side_info["items"] = side_table(self.files["items"], item_ids, "item",
-                                                                f"{self.where}.items")
-        spl, neg = p["split"], p["negatives"]
-        protocol = (f"label {self._rule_text()}; split {spl['protocol']}"
-                    + ("" if spl["protocol"] == "leave_one_out" else f" val {spl['val_frac']:g} test {spl['test_frac']:g}")
-                    + f"; {neg['train']} sampled negative(s) per train positive; {neg['eval']} per val/test positive"
-                    + f"; ts = {cols['timestamp'] or 'file order'}; grouped by {group_by}")
-        spec = make_spec(self.name, nu, ni, user_fields, item_fields, label=self._rule_text(), protocol=protocol,
-                         group_by=group_by, dataset=f"table:{Path(path).name}", eval_negatives=neg["eval"],
-                         train_negatives=neg["train"])
+        rows = {"user": user, "item": item, "label": label, "ts": ts, "level": level, "group": group}
+        if cols["rating"]:
+            rows["rating"] = pd.to_numeric(df[cols["rating"]], errors="coerce").to_numpy(np.float64)
+        k_tr, k_ev = p["negatives"]["train"], p["negatives"]["eval"]
+        if k_ev > ni - 1:
+            raise TableScenarioError(f"{self.files['interactions']['path']}: negatives.eval={k_ev} but only {ni} "
+                                     "items exist")
+        rows = with_negatives(rows, ni, k_tr, k_ev, self.rng(1), self.rng(2))
+        self._check_classes(rows["label"], rows["level"], df)
+        inter = interactions_frame(rows["user"], rows["item"], rows["label"], rows["ts"], rows["level"],
+                                   rows["group"], rating=rows.get("rating"))
+        users, items, user_fields, item_fields, side_info = self._side_tables(user_ids, item_ids)
+        spec = make_spec(self.name, nu, ni, user_fields, item_fields, label=self._rule_text(),
+                         protocol=self._protocol(group_by), group_by=group_by,
+                         dataset=f"table:{Path(self.files['interactions']['paths'][0]).name}",
+                         eval_negatives=k_ev, train_negatives=k_tr)
         prov = {"raw_counts": {**counts, "users": int(nu), "items": int(ni), "interactions": int(len(user))},
                 "side_tables": side_info, "raw_user_ids": "dense id = rank of the raw user id",
                 "raw_item_ids": "dense id = rank of the raw item id"}
         return BuiltBundle(spec, inter, users, items, prov)
+
+
+def with_negatives(rows: dict[str, np.ndarray], num_items: int, k_train: int, k_eval: int,
+                   rng_train: np.random.Generator, rng_eval: np.random.Generator) -> dict[str, np.ndarray]:
+    """The observed rows plus ``k_train`` sampled negatives per train positive and ``k_eval`` distinct ones per
+    val/test positive, each an item the user never interacted with (in any split), with the positive's ts,
+    split and group; a sampled row's rating is NaN."""
+    user, level, label = rows["user"], rows["level"], rows["label"]
+    keys = interaction_keys(user, rows["item"], num_items)
+    parts = {k: [v] for k, v in rows.items()}
+    for on, k, rng, distinct in ((level == 0, k_train, rng_train, False), (level > 0, k_eval, rng_eval, True)):
+        pos = np.flatnonzero(on & (label > 0.5))
+        if k == 0 or len(pos) == 0:
+            continue
+        neg = sample_negatives(user[pos], k, num_items, keys, rng, distinct=distinct)
+        for key in ("user", "ts", "level", "group"):
+            parts[key].append(np.repeat(rows[key][pos], k))
+        parts["item"].append(neg.reshape(-1))
+        parts["label"].append(np.zeros(neg.size, np.float32))
+        if "rating" in rows:
+            parts["rating"].append(np.full(neg.size, np.nan))
+    return {k: np.concatenate(v) for k, v in parts.items()}
