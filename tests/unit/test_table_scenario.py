@@ -374,6 +374,18 @@ def test_scenario_yaml_without_package_line_names_the_line_to_add(tmp_path):
                                 "'scenarios.<name>', and the scenario is ignored)")
 
 
+def test_unirec_prepare_names_the_missing_package_line_too(tmp_path):
+    from unirec_lab.cli.prepare import prepare_all
+
+    conf = _user_conf(tmp_path, header=False)
+    cfg = compose_cfg(tmp_path / "run", ["scenario=[my_shop]", f"hydra.searchpath=[file://{conf}]"],
+                      config_name="prepare")
+    rows, errors = prepare_all(cfg)
+    assert rows == [] and errors == {"scenario": f"{conf / 'scenario' / 'my_shop.yaml'}: add '# @package "
+                                     "scenarios.my_shop' as its first line (without it the file's keys land under "
+                                     "'scenario', not 'scenarios.<name>', and the scenario is ignored)"}
+
+
 @pytest.mark.parametrize("selection", ["synthetic", "real", "[synthetic_news,synthetic_social]"])
 def test_shipped_scenario_sets_pass_the_package_check(tmp_path, selection):
     """Defaults-only files (synthetic.yaml, real.yaml) leave an empty `scenario: {}` node: that is not an error."""
