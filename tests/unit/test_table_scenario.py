@@ -524,3 +524,17 @@ def test_movielens_1m_is_a_yaml_only_scenario():
     assert (f["gender"].vocab_size, f["age"].vocab_size, f["occupation"].vocab_size, f["genres"].vocab_size) == \
         (3, 8, 22, 19)  # 2 genders, 7 age bands, 21 occupations, 18 genres (+ missing)
     assert b.interactions["split"].value_counts().to_dict() == {"train": 800_167, "val": 100_021, "test": 100_021}
+
+
+def test_side_table_keys_match_across_types_and_gaps(data):
+    """Interaction ids read as ints, side-table keys as floats (a blank key row) or strings: still matched."""
+    (data / "inter_int.csv").write_text("uid,iid,stars\n7,1,5\n7,2,1\n7,3,4\n8,1,2\n8,3,5\n8,2,3\n")
+    (data / "items_gap.csv").write_text("iid,cat\n1,k\n,z\n3,m\n2,\n")
+    (data / "users_str.csv").write_text("uid,seg\nu8,a\n8,b\n7,c\n")
+    cols = {"user": "uid", "item": "iid", "rating": "stars"}
+    b = build(scenario(data, interactions={"path": "inter_int.csv"}, columns=cols,
+                       split={"protocol": "leave_one_out"},
+                       items={"path": "items_gap.csv", "key": "iid", "fields": [{"column": "cat"}]},
+                       users={"path": "users_str.csv", "key": "uid", "fields": [{"column": "seg"}]}), data / "c")
+    assert b.items["cat"].tolist() == [1, 0, 2]  # items 1, 2, 3: k, (blank), m
+    assert b.users["seg"].tolist() == [2, 1]  # users 7, 8: 'c', 'b' among the matched values {b, c}

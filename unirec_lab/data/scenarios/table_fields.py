@@ -98,7 +98,7 @@ def _value_strings(values: pd.Series) -> pd.Series:
 def _value_ids(values: pd.Series, f: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """Non-null values -> ids ``>= 1`` and the vocabulary size (private: sorted distinct; shared: hashed)."""
     if f["namespace"] == "private":
-        codes, uniq = pd.factorize(values, sort=True)
+        codes, uniq = pd.factorize(values.astype(str) if values.dtype == object else values, sort=True)
         return codes.astype(np.int64) + 1, len(uniq) + 1
     strings = _value_strings(values)
     uniq, inv = np.unique(strings.to_numpy(dtype=object).astype(str), return_inverse=True)
@@ -111,7 +111,8 @@ def align_keys(raw_ids: np.ndarray, keys: pd.Series) -> np.ndarray:
     strings when the two files typed them differently (e.g. ``7`` vs ``"7"``)."""
     index = pd.Index(raw_ids)
     if index.inferred_type != pd.Index(keys.to_numpy()).inferred_type:
-        index, keys = index.astype(str), keys.astype(str)
+        index = pd.Index(_value_strings(pd.Series(raw_ids)).to_numpy())
+        keys = _value_strings(keys)
     return index.get_indexer(keys.to_numpy())
 
 
@@ -121,6 +122,7 @@ def side_table(spec: Mapping[str, Any], raw_ids: np.ndarray, entity: str, where:
     df = read_table(spec, where)
     require_columns(df, {"key": spec["key"], **{f"fields[{i}].column": f["column"]
                                                 for i, f in enumerate(spec["fields"])}}, spec["path"], where)
+    df = df[df[spec["key"]].notna()].reset_index(drop=True)
     owner = align_keys(raw_ids, df[spec["key"]])
     dup = df[spec["key"]][(owner >= 0) & pd.Series(owner).duplicated().to_numpy()]
     if len(dup):
