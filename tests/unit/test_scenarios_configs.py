@@ -13,7 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from unirec_lab.data.scenarios.raw import repo_root
 
 SCEN = repo_root() / "conf" / "scenario"
-REAL = sorted(p.stem for p in SCEN.glob("*.yaml") if not p.stem.startswith("synthetic") and p.stem != "real")
+# `_template.yaml` (the user's table scenario template) is covered by tests/unit/test_table_scenario.py
+REAL = sorted(p.stem for p in SCEN.glob("*.yaml")
+              if not p.stem.startswith(("synthetic", "_")) and p.stem != "real")
 
 
 def _compose(scenario: str, tmp_path: Path):

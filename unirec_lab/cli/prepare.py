@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from unirec_lab.cli.stats import bundle_row, stats_table
 from unirec_lab.data.prepare import bundle_dir, is_complete, prepare_bundle
 from unirec_lab.data.schema import BundleError
+from unirec_lab.utils.config import missing_package_message
 
 log = logging.getLogger("unirec_lab.prepare")
 
@@ -33,6 +34,8 @@ def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     cache_dir = Path(cfg.cache_dir)
+    if isinstance(cfg.get("scenario"), DictConfig) and len(cfg.scenario):  # a YAML without its @package line
+        return rows, {"scenario": missing_package_message(cfg)}
     if not cfg.get("scenarios"):
         return rows, {"scenarios": "none selected; pick e.g. scenario=real or scenario=news"}
     for key in cfg.scenarios:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +16,8 @@ class ConfigError(ValueError):
 
 
 def check_config(cfg: DictConfig) -> None:
+    if isinstance(cfg.get("scenario"), DictConfig) and len(cfg.scenario):  # (a defaults-only file leaves {})
+        raise ConfigError(missing_package_message(cfg))
     if not cfg.get("scenarios"):
         raise ConfigError("scenarios: the scenario list is empty; select e.g. scenario=synthetic or scenario=news")
     for k in cfg.scenarios:
@@ -42,6 +46,44 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"backbone.embedding_dim={dim}, expected a positive integer")
     if int(cfg.data.batch_size) <= 0:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size}, expected a positive integer")
+
+
+_PACKAGE = re.compile(r"^\s*#\s*@package\b")
+
+
+def _has_package_header(path: Path) -> bool:
+    """Hydra reads ``# @package`` only from the comment lines at the top of a file."""
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if _PACKAGE.match(line):
+            return True
+        if line.strip() and not line.lstrip().startswith("#"):
+            return False
+    return False
+
+
+def missing_package_message(cfg: DictConfig) -> str:
+    """A scenario YAML without ``# @package scenarios.<name>`` lands under ``scenario`` (Hydra's default package
+    for the group) instead of ``scenarios.<name>``: name the file(s) and the exact line to add."""
+    from hydra.core.hydra_config import HydraConfig
+
+    names: list[str] = []
+    dirs: list[Path] = []
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        for o in hc.overrides.task:
+            key, _, value = str(o).partition("=")
+            if key.lstrip("+~") == "scenario":
+                names += [n.strip() for n in value.strip("[]").split(",") if n.strip()]
+        dirs = [Path(s.path) / "scenario" for s in hc.runtime.config_sources if s.schema == "file"]
+    src_name = cfg.scenario.get("source", {}).get("name") if isinstance(cfg.scenario, DictConfig) else None
+    candidates = [d / f"{n}.yaml" for d in dirs for n in (names or [src_name]) if n]
+    bad = [p for p in candidates if p.is_file() and not _has_package_header(p)]
+    if bad:
+        return "; ".join(f"{p}: add '# @package scenarios.{p.stem}' as its first line" for p in bad) + \
+            " (without it the file's keys land under 'scenario', not 'scenarios.<name>', and the scenario is ignored)"
+    name = src_name or "<name>"
+    return (f"scenario: a scenario config was composed without its package line, so its keys landed under 'scenario'; "
+            f"add '# @package scenarios.{name}' as the first line of conf/scenario/{name}.yaml")
 
 
 def selection_metric(cfg: DictConfig) -> str:

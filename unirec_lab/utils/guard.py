@@ -31,6 +31,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, BundleError, Incomp
 
 
 def one_line(e: BaseException) -> str:
+    if isinstance(e, InstantiationException) and isinstance(e.__cause__, BundleError):
+        e = e.__cause__  # a scenario source refused its config: its own line names the key, Hydra's wrapper adds noise
     msg = " ".join(str(e).split())
     return msg if isinstance(e, USER_ERRORS) else f"{type(e).__name__}: {msg}"
 

@@ -82,6 +82,11 @@ def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
 
 
 def download_hint(dataset: str, root: Path) -> str:
+    """How to get a dataset: the download command only for datasets the download registry knows."""
+    from unirec_lab.data.download import REGISTRY
+
+    if dataset not in REGISTRY:
+        return f"{dataset!r} has no download entry: put its files there yourself (or set UNIREC_RAW_DIR)"
     return f"get it with: python -m unirec_lab.data.download --dest {root} {dataset} (or set UNIREC_RAW_DIR)"
 
 
@@ -116,8 +121,12 @@ class RawDataset:
         m = self.path / MANIFEST
         if m.is_file():
             return read_manifest(m)
-        from unirec_lab.data.download import registry_manifest
+        from unirec_lab.data.download import REGISTRY, registry_manifest
 
+        if self.key not in REGISTRY:
+            raise RawDataError(f"{m} is missing and {self.key!r} has no download entry, so its files cannot be "
+                               "verified; write a MANIFEST.tsv (file, bytes, sha256, source) or, for your own "
+                               "tables, use a TableScenario config (conf/scenario/_template.yaml), which needs none")
         return registry_manifest(self.key)
 
     def file(self, name: str) -> Path:

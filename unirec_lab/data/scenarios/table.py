@@ -1,0 +1,355 @@
+"""A scenario from the user's own files, configured entirely in a scenario YAML (``conf/scenario/_template.yaml``).
+
+``TableScenario`` reads an interactions table (CSV / TSV / Parquet) plus optional user and item side tables and
+prepares a bundle with the same contract as the shipped loaders (``data/schema.py``):
+- ``columns`` maps the file's columns to user, item and optional timestamp, rating, label, group;
+- ``label.rule``: ``implicit`` (every row a positive), ``threshold`` (``rating >= threshold``) or ``column``
+  (a 0/1 label column);
+- ``split.protocol``: ``leave_one_out`` (per user: last row test, second-last val), ``user_chrono`` (per user:
+  last ``test_frac`` test, ``val_frac`` before val), ``temporal`` (latest fractions of all rows), ``random``
+  (seeded; for data without a time column). Time is the timestamp column, else the file order;
+- ``negatives``: ``train`` sampled items per train positive, ``eval`` sampled items per val/test positive (the
+  1-vs-N protocol, grouped per user and split), uniform over items the user never interacted with, seeded
+  (``seed``) and therefore fixed across runs;
+- ``users`` / ``items``: side tables whose columns become categorical / multi / text fields (table_fields.py).
+
+No MANIFEST.tsv is needed: the fingerprint holds every parameter and the sha256 of every file read, and an
+optional ``sha256`` per file pins it. Dense ids follow the sorted raw ids (as the shipped loaders do).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unirec_lab.data.prepare import BuiltBundle
+from unirec_lab.data.scenarios.common import (
+    STATS_HISTORY_LEN,
+    interaction_keys,
+    interactions_frame,
+    make_spec,
+    mean_history_len,
+    sample_negatives,
+)
+from unirec_lab.data.scenarios.table_fields import check_side_spec, side_table
+from unirec_lab.data.scenarios.table_io import (
+    TableScenarioError,
+    check_file_spec,
+    check_keys,
+    file_sha256,
+    read_table,
+    require_columns,
+)
+from unirec_lab.data.scenarios.table_split import PROTOCOLS, split_levels_for
+from unirec_lab.data.schema import SPLITS
+
+COLUMN_KEYS = ("user", "item", "timestamp", "rating", "label", "group")
+LABEL_RULES = ("implicit", "threshold", "column")
+SPLIT_KEYS = ("protocol", "val_frac", "test_frac", "min_user_rows")
+NEGATIVE_KEYS = ("train", "eval")
+
+
+def plain(x: Any) -> Any:
+    """Hydra hands nested nodes as DictConfig / ListConfig: make them plain dicts / lists (JSON for the
+    fingerprint)."""
+    if isinstance(x, Mapping):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, str | bytes):
+        return [plain(v) for v in x]
+    return x
+
+
+def _mapping(x: Any, where: str) -> dict[str, Any]:
+    x = plain(x) if x is not None else {}
+    if not isinstance(x, dict):
+        raise TableScenarioError(f"{where} must be a mapping, got {x!r}")
+    return x
+
+
+def order_key(values: pd.Series, path: str, column: str) -> np.ndarray:
+    """A timestamp column as an int64 order key: integers as they are, datetimes / date strings as unix
+    seconds, fractional numbers by rank (their order is all that matters)."""
+    if pd.api.types.is_bool_dtype(values):
+        raise TableScenarioError(f"{path}: timestamp column {column!r} holds booleans, expected times")
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(np.int64)
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(np.float64)
+        if np.all(v == np.round(v)) and np.all(np.abs(v) < 2**62):
+            return v.astype(np.int64)
+        return np.unique(v, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        raise TableScenarioError(f"{path}: timestamp column {column!r} has value {values[bad].iloc[0]!r} that is "
+                                 "neither a number nor a date/time")
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)  # any unit
+
+
+def raw_id_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids ``0..n-1`` in sorted raw-id order (mixed-type object columns compared as strings)."""
+    arr = values.to_numpy()
+    if arr.dtype == object:
+        arr = values.astype(str).to_numpy()
+    uniq, codes = np.unique(arr, return_inverse=True)
+    return codes.astype(np.int64).reshape(-1), uniq
+
+
+class TableScenario:
+    """A scenario source (``name`` + ``fingerprint()`` + ``build()``) over the user's own table files."""
+
+    loader_version = 1
+
+    def __init__(self, name: str, interactions: Mapping[str, Any], columns: Mapping[str, Any],
+                 label: Mapping[str, Any] | None = None, split: Mapping[str, Any] | None = None,
+                 negatives: Mapping[str, Any] | None = None, users: Mapping[str, Any] | None = None,
+                 items: Mapping[str, Any] | None = None, dedupe: bool = False, seed: int = 0,
+                 base_dir: str | None = None) -> None:
+        if not name:
+            raise TableScenarioError("TableScenario: name (the scenario key) must be non-empty")
+        self.name = str(name)
+        w = f"scenarios.{self.name}.source"
+        base = Path(base_dir).expanduser() if base_dir else Path.cwd()
+        inter = _mapping(interactions, f"{w}.interactions")
+        self.files = {"interactions": check_file_spec(inter, base, f"{w}.interactions")}
+        cols = _mapping(columns, f"{w}.columns")
+        check_keys(cols, COLUMN_KEYS, f"{w}.columns")
+        for key in ("user", "item"):
+            if not cols.get(key):
+                raise TableScenarioError(f"{w}.columns.{key} is missing (the column holding the {key} id)")
+        cols = {k: (None if cols.get(k) is None else str(cols[k])) for k in COLUMN_KEYS}
+        lab = self._check_label(_mapping(label, f"{w}.label"), cols, w)
+        spl = self._check_split(_mapping(split, f"{w}.split"), cols, w)
+        neg = _mapping(negatives, f"{w}.negatives")
+        check_keys(neg, NEGATIVE_KEYS, f"{w}.negatives")
+        neg = {k: int(neg.get(k) or 0) for k in NEGATIVE_KEYS}
+        if min(neg.values()) < 0:
+            raise TableScenarioError(f"{w}.negatives={neg}: counts must be >= 0")
+        for entity, spec in (("users", users), ("items", items)):
+            if spec is not None:
+                self.files[entity] = check_side_spec(_mapping(spec, f"{w}.{entity}"), base, f"{w}.{entity}")
+        if dedupe not in (True, False):
+            raise TableScenarioError(f"{w}.dedupe={dedupe!r}, expected true or false")
+        self.where = w
+        self.params = {"files": self.files, "columns": cols, "label": lab, "split": spl, "negatives": neg,
+                       "dedupe": bool(dedupe), "seed": int(seed)}
+
+    @staticmethod
+    def _check_label(lab: dict[str, Any], cols: dict[str, str | None], w: str) -> dict[str, Any]:
+        check_keys(lab, ("rule", "threshold"), f"{w}.label")
+        rule = lab.get("rule", "implicit")
+        if rule not in LABEL_RULES:
+            raise TableScenarioError(f"{w}.label.rule={rule!r}, expected one of {list(LABEL_RULES)}")
+        if rule == "threshold" and (cols["rating"] is None or lab.get("threshold") is None):
+            raise TableScenarioError(f"{w}.label.rule=threshold needs columns.rating and label.threshold")
+        if rule == "column" and cols["label"] is None:
+            raise TableScenarioError(f"{w}.label.rule=column needs columns.label (a 0/1 column)")
+        return {"rule": rule, "threshold": None if rule != "threshold" else float(lab["threshold"])}
+
+    @staticmethod
+    def _check_split(spl: dict[str, Any], cols: dict[str, str | None], w: str) -> dict[str, Any]:
+        check_keys(spl, SPLIT_KEYS, f"{w}.split")
+        protocol = spl.get("protocol", "leave_one_out")
+        if protocol not in PROTOCOLS:
+            raise TableScenarioError(f"{w}.split.protocol={protocol!r}, expected one of {list(PROTOCOLS)}")
+        out = {"protocol": protocol, "val_frac": float(spl.get("val_frac", 0.1)),
+               "test_frac": float(spl.get("test_frac", 0.1)), "min_user_rows": int(spl.get("min_user_rows", 3))}
+        if not (0 < out["val_frac"] < 1 and 0 < out["test_frac"] < 1 and out["val_frac"] + out["test_frac"] < 1):
+            raise TableScenarioError(f"{w}.split: val_frac={out['val_frac']} and test_frac={out['test_frac']} must "
+                                     "each be in (0, 1) with a sum below 1")
+        if protocol == "temporal" and cols["timestamp"] is None:
+            raise TableScenarioError(f"{w}.split.protocol=temporal needs columns.timestamp (or use protocol=random)")
+        return out
+
+    # ------------------------------------------------------------------------------------------ source API
+
+    def rng(self, salt: int) -> np.random.Generator:
+        return np.random.default_rng([self.params["seed"], zlib.crc32(self.name.encode()), salt])
+
+    def hashes(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, spec in self.files.items():
+            out.update(file_sha256(spec, f"{self.where}.{key}"))
+        return out
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": f"{type(self).__module__}.{type(self).__name__}", "loader_version": self.loader_version,
+                "name": self.name, "params": self.params, "files_sha256": self.hashes()}
+
+    def build(self) -> BuiltBundle:
+        t0 = time.perf_counter()
+        hashes = self.hashes()
+        built = self._build()
+        prov = {"loader": f"{type(self).__module__}.{type(self).__name__}", "loader_version": self.loader_version,
+                "raw_files": hashes, "params": self.params, "mean_history_len": mean_history_len(built.interactions),
+                "stats_history_len": STATS_HISTORY_LEN, "build_seconds": round(time.perf_counter() - t0, 3)}
+        prov.update(built.provenance)
+        built.provenance = prov
+        return built
+
+    # ------------------------------------------------------------------------------------------ building
+
+    def _read_interactions(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        spec, cols = self.files["interactions"], self.params["columns"]
+        w = f"{self.where}.columns"
+        df = read_table(spec, f"{self.where}.interactions")
+        require_columns(df, cols, spec["path"], w)
+        used = [c for c in cols.values() if c is not None]
+        counts = {"rows": int(len(df))}
+        df = df[used].dropna().reset_index(drop=True)
+        counts["rows_with_missing_values"] = counts["rows"] - int(len(df))
+        if len(df) == 0:
+            raise TableScenarioError(f"{spec['path']}: no rows with all of the columns {used} filled")
+        return df, counts
+
+    def _labels(self, df: pd.DataFrame) -> np.ndarray:
+        lab, cols, path = self.params["label"], self.params["columns"], self.files["interactions"]["path"]
+        if lab["rule"] == "implicit":
+            return np.ones(len(df), dtype=np.float32)
+        if lab["rule"] == "threshold":
+            r = pd.to_numeric(df[cols["rating"]], errors="coerce")
+            if r.isna().any():
+                bad = df[cols["rating"]][r.isna()].iloc[0]
+                raise TableScenarioError(f"{path}: rating column {cols['rating']!r} has non-numeric value {bad!r}")
+            return (r.to_numpy(np.float64) >= lab["threshold"]).astype(np.float32)
+        v = df[cols["label"]]
+        if v.dtype == object:
+            v = v.astype(str).str.strip().str.lower().map({"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0})
+        v = pd.to_numeric(v, errors="coerce")
+        ok = v.isin([0.0, 1.0]).to_numpy()
+        if not ok.all():
+            bad = df[cols["label"]][~ok].iloc[0]
+            raise TableScenarioError(f"{path}: label column {cols['label']!r} has value {bad!r}, expected 0/1 "
+                                     "(or true/false)")
+        return v.to_numpy(np.float32)
+
+    def _rule_text(self) -> str:
+        lab, cols = self.params["label"], self.params["columns"]
+        if lab["rule"] == "threshold":
+            return f"{cols['rating']} >= {lab['threshold']:g}"
+        return "implicit (every row positive)" if lab["rule"] == "implicit" else f"column {cols['label']!r}"
+
+    def _check_classes(self, label: np.ndarray, level: np.ndarray, df: pd.DataFrame) -> None:
+        """Training and evaluation need both classes in every split; name the rule that made one class."""
+        path, cols, neg = self.files["interactions"]["path"], self.params["columns"], self.params["negatives"]
+        for lv, s in enumerate(SPLITS):
+            vals = np.unique(label[level == lv])
+            if len(vals) == 2:
+                continue
+            only = "positive (1)" if vals[0] > 0.5 else "negative (0)"
+            hint = ""
+            if self.params["label"]["rule"] == "threshold":
+                r = pd.to_numeric(df[cols["rating"]]).to_numpy()
+                hint = f"; ratings range over [{r.min():g}, {r.max():g}]: change label.threshold"
+            elif self.params["label"]["rule"] == "implicit":
+                hint = (f"; with label.rule=implicit set negatives.{'train' if lv == 0 else 'eval'} >= 1 "
+                        f"(now {neg['train' if lv == 0 else 'eval']})")
+            raise TableScenarioError(f"{path}: label rule {self._rule_text()} makes every {s} row {only}{hint}")
+
+    def _check_splits(self, level: np.ndarray, user: np.ndarray) -> None:
+        spl = self.params["split"]
+        for lv, s in enumerate(SPLITS):
+            if not (level == lv).any():
+                n_users, sizes = len(np.unique(user)), np.bincount(user)
+                raise TableScenarioError(
+                    f"{self.files['interactions']['path']}: split protocol {spl['protocol']} ({spl}) leaves split "
+                    f"{s!r} empty ({len(user)} rows, {n_users} users, {int((sizes >= spl['min_user_rows']).sum())} "
+                    f"with >= min_user_rows rows)")
+
+    def _observed(self) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+        """The interaction rows (deduplicated when asked), their order key and raw counts."""
+        cols, path = self.params["columns"], self.files["interactions"]["path"]
+        df, counts = self._read_interactions()
+        ts = (order_key(df[cols["timestamp"]], path, cols["timestamp"]) if cols["timestamp"]
+              else np.arange(len(df), dtype=np.int64))
+        if self.params["dedupe"]:  # one row per (user, item): the latest (ties: the later in the file)
+            df = df.assign(_ts=ts, _row=np.arange(len(df)))
+            df = df.sort_values(["_ts", "_row"]).drop_duplicates([cols["user"], cols["item"]], keep="last")
+            df = df.sort_values("_row")
+            ts = df.pop("_ts").to_numpy(np.int64)
+            df = df.drop(columns="_row").reset_index(drop=True)
+        counts["duplicates_removed"] = counts["rows"] - counts["rows_with_missing_values"] - int(len(df))
+        return df, ts, counts
+
+    def _side_tables(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, list,
+                                                                                  list, dict[str, Any]]:
+        users, items = pd.DataFrame({"user": np.arange(len(user_ids))}), pd.DataFrame({"item": np.arange(len(item_ids))})
+        user_fields: list = []
+        item_fields: list = []
+        info: dict[str, Any] = {}
+        if "users" in self.files:
+            users, user_fields, info["users"] = side_table(self.files["users"], user_ids, "user", f"{self.where}.users")
+        if "items" in self.files:
+            items, item_fields, info["items"] = side_table(self.files["items"], item_ids, "item", f"{self.where}.items")
+        return users, items, user_fields, item_fields, info
+
+    def _protocol(self, group_by: str) -> str:
+        spl, neg, cols = self.params["split"], self.params["negatives"], self.params["columns"]
+        fracs = "" if spl["protocol"] == "leave_one_out" else f" val {spl['val_frac']:g} test {spl['test_frac']:g}"
+        return (f"label {self._rule_text()}; split {spl['protocol']}{fracs}; {neg['train']} sampled negative(s) per "
+                f"train positive; {neg['eval']} per val/test positive; ts = {cols['timestamp'] or 'file order'}; "
+                f"grouped by {group_by}")
+
+    def _build(self) -> BuiltBundle:
+        p, cols = self.params, self.params["columns"]
+        df, ts, counts = self._observed()
+        user, user_ids = raw_id_codes(df[cols["user"]])
+        item, item_ids = raw_id_codes(df[cols["item"]])
+        nu, ni = len(user_ids), len(item_ids)
+        label = self._labels(df)
+        level = split_levels_for(p["split"]["protocol"], user, ts, p["split"], self.rng(0))
+        self._check_splits(level, user)
+        if cols["group"] is not None:
+            group, group_by = raw_id_codes(df[cols["group"]])[0], f"column {cols['group']!r}"
+        elif p["negatives"]["eval"]:
+            group, group_by = 3 * user + level, "user_split"
+        else:
+            group, group_by = user.copy(), "user"
+        rows = {"user": user, "item": item, "label": label, "ts": ts, "level": level, "group": group}
+        if cols["rating"]:
+            rows["rating"] = pd.to_numeric(df[cols["rating"]], errors="coerce").to_numpy(np.float64)
+        k_tr, k_ev = p["negatives"]["train"], p["negatives"]["eval"]
+        if k_ev > ni - 1:
+            raise TableScenarioError(f"{self.files['interactions']['path']}: negatives.eval={k_ev} but only {ni} "
+                                     "items exist")
+        rows = with_negatives(rows, ni, k_tr, k_ev, self.rng(1), self.rng(2))
+        self._check_classes(rows["label"], rows["level"], df)
+        inter = interactions_frame(rows["user"], rows["item"], rows["label"], rows["ts"], rows["level"],
+                                   rows["group"], rating=rows.get("rating"))
+        users, items, user_fields, item_fields, side_info = self._side_tables(user_ids, item_ids)
+        spec = make_spec(self.name, nu, ni, user_fields, item_fields, label=self._rule_text(),
+                         protocol=self._protocol(group_by), group_by=group_by,
+                         dataset=f"table:{Path(self.files['interactions']['paths'][0]).name}",
+                         eval_negatives=k_ev, train_negatives=k_tr)
+        prov = {"raw_counts": {**counts, "users": int(nu), "items": int(ni), "interactions": int(len(user))},
+                "side_tables": side_info, "raw_user_ids": "dense id = rank of the raw user id",
+                "raw_item_ids": "dense id = rank of the raw item id"}
+        return BuiltBundle(spec, inter, users, items, prov)
+
+
+def with_negatives(rows: dict[str, np.ndarray], num_items: int, k_train: int, k_eval: int,
+                   rng_train: np.random.Generator, rng_eval: np.random.Generator) -> dict[str, np.ndarray]:
+    """The observed rows plus ``k_train`` sampled negatives per train positive and ``k_eval`` distinct ones per
+    val/test positive, each an item the user never interacted with (in any split), with the positive's ts,
+    split and group; a sampled row's rating is NaN."""
+    user, level, label = rows["user"], rows["level"], rows["label"]
+    keys = interaction_keys(user, rows["item"], num_items)
+    parts = {k: [v] for k, v in rows.items()}
+    for on, k, rng, distinct in ((level == 0, k_train, rng_train, False), (level > 0, k_eval, rng_eval, True)):
+        pos = np.flatnonzero(on & (label > 0.5))
+        if k == 0 or len(pos) == 0:
+            continue
+        neg = sample_negatives(user[pos], k, num_items, keys, rng, distinct=distinct)
+        for key in ("user", "ts", "level", "group"):
+            parts[key].append(np.repeat(rows[key][pos], k))
+        parts["item"].append(neg.reshape(-1))
+        parts["label"].append(np.zeros(neg.size, np.float32))
+        if "rating" in rows:
+            parts["rating"].append(np.full(neg.size, np.nan))
+    return {k: np.concatenate(v) for k, v in parts.items()}

@@ -1,0 +1,54 @@
+"""Split protocols of :class:`~unirec_lab.data.scenarios.table.TableScenario` (level per row: 0 train, 1 val,
+2 test). Ties in time are broken by file order everywhere, so a split is a pure function of the file."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unirec_lab.data.scenarios.common import per_user_chrono_split, positions_in_user
+
+PROTOCOLS = ("leave_one_out", "user_chrono", "temporal", "random")
+
+
+def leave_one_out_split(user: np.ndarray, order: np.ndarray, min_user_rows: int = 3) -> np.ndarray:
+    """Each user's last row -> test, second-last -> val, the rest -> train; users with fewer than
+    ``min_user_rows`` rows stay in train (they cannot fill three splits)."""
+    user = np.asarray(user, dtype=np.int64)
+    pos = positions_in_user(user, order)
+    length = np.bincount(user, minlength=int(user.max()) + 1 if len(user) else 0)[user]
+    level = np.where(pos == length - 1, 2, np.where(pos == length - 2, 1, 0))
+    return np.where(length < max(min_user_rows, 1), 0, level).astype(np.int64)
+
+
+def fraction_levels(rank: np.ndarray, n: int, val_frac: float, test_frac: float) -> np.ndarray:
+    """Rows ranked ``0..n-1``: the last ``round(test_frac * n)`` -> test, the ``round(val_frac * n)`` before -> val."""
+    n_test = int(np.floor(test_frac * n + 0.5))
+    n_val = int(np.floor(val_frac * n + 0.5))
+    return np.where(rank >= n - n_test, 2, np.where(rank >= n - n_test - n_val, 1, 0)).astype(np.int64)
+
+
+def temporal_split(order: np.ndarray, val_frac: float, test_frac: float) -> np.ndarray:
+    """Global temporal split: the latest ``test_frac`` of all rows -> test, the ``val_frac`` before -> val."""
+    n = len(order)
+    idx = np.lexsort((np.arange(n), np.asarray(order)))
+    rank = np.empty(n, dtype=np.int64)
+    rank[idx] = np.arange(n)
+    return fraction_levels(rank, n, val_frac, test_frac)
+
+
+def random_split(n: int, val_frac: float, test_frac: float, rng: np.random.Generator) -> np.ndarray:
+    """Seeded random split of rows (for data without a time column)."""
+    rank = np.empty(n, dtype=np.int64)
+    rank[rng.permutation(n)] = np.arange(n)
+    return fraction_levels(rank, n, val_frac, test_frac)
+
+
+def split_levels_for(protocol: str, user: np.ndarray, order: np.ndarray, p: dict,
+                     rng: np.random.Generator) -> np.ndarray:
+    if protocol == "leave_one_out":
+        return leave_one_out_split(user, order, p["min_user_rows"])
+    if protocol == "user_chrono":
+        return per_user_chrono_split(user, order, p["val_frac"], p["test_frac"], p["min_user_rows"])
+    if protocol == "temporal":
+        return temporal_split(order, p["val_frac"], p["test_frac"])
+    return random_split(len(user), p["val_frac"], p["test_frac"], rng)
