@@ -12,7 +12,6 @@ the file and what is wrong, plus how to get the data when it is missing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.schema import BundleError
+from unirec_lab.utils.manifest import file_sha256
 
 MANIFEST = "MANIFEST.tsv"
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -49,11 +49,7 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     hit = _SHA_CACHE.get(key)
     if hit is not None:
         return hit
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = file_sha256(path, chunk)
     _SHA_CACHE[key] = digest
     return digest
 
