@@ -10,7 +10,6 @@ those files, so what is printed is exactly what was recorded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unirec_lab.results.record import RESULT_FILE
+from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
 from unirec_lab.results.tables import comparison_table, markdown_table
 
 
@@ -28,7 +27,10 @@ def run_job(overrides: list[str], run_dir: Path) -> dict[str, Any]:
     proc = subprocess.run(cmd, env=os.environ.copy())
     if proc.returncode != 0:
         raise SystemExit(f"error: training job failed (exit {proc.returncode}): {' '.join(overrides)}")
-    return json.loads((run_dir / RESULT_FILE).read_text())
+    try:
+        return read_record(run_dir / RESULT_FILE)
+    except RecordError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
