@@ -159,3 +159,13 @@ def test_modes_follow_the_umask(tmp_path):
     for f in (*BUNDLE_FILES, MANIFEST_FILE):
         assert stat.S_IMODE((real / f).stat().st_mode) == 0o644, f
     assert bundle_dir(_source(), tmp_path / "cache") == path
+
+
+def test_stats_cli_lists_current_bundles_not_their_versions(tmp_path, capsys):
+    from unirec_lab.cli.stats import find_bundles, main
+
+    path = prepare_bundle(_source(), tmp_path)
+    ensure_bundle(_source(), tmp_path, force=True)  # a superseded version stays beside the current one
+    assert find_bundles(tmp_path) == [path]
+    assert main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("| x |") == 1

@@ -125,3 +125,11 @@ def test_nonfinite_metrics_render_as_inf_and_nan(tmp_path):
     assert r"$\mathrm{NaN} \pm \mathrm{NaN}$" in tex and "$$" not in tex
     assert main([str(tmp_path), "--baseline", "a", "--metrics", "auc,logloss", "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "plot.png").stat().st_size > 0
+
+
+def test_seqrec_table_reads_through_read_record(tmp_path, capsys):
+    from unirec_lab.seqrec.table import main as table_main
+
+    bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})
+    assert table_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == f"error: {bad}: test.Beauty.ndcg@10 is '0.3', expected a number\n"
