@@ -169,3 +169,18 @@ def test_stats_cli_lists_current_bundles_not_their_versions(tmp_path, capsys):
     assert find_bundles(tmp_path) == [path]
     assert main([str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("| x |") == 1
+
+
+def test_a_losing_writer_discards_its_own_version(tmp_path):
+    src = _source()
+    build = src.build
+
+    def build_while_another_writer_publishes():
+        prepare_bundle(_source(), tmp_path)  # the competitor finishes first
+        return build()
+
+    src.build = build_while_another_writer_publishes
+    res = ensure_bundle(src, tmp_path)
+    assert not res.built and res.reason == "missing"
+    entries = sorted(p.name for p in res.path.parent.iterdir())
+    assert entries == sorted([res.path.name, res.path.resolve().name])  # the winner's version only

@@ -4,6 +4,8 @@ Layout: one table per config group; rows = scenario x model (baseline first), co
 ± sample std and the relative gain over the baseline (with the paired-test p-value in Markdown). The best mean of
 each scenario x metric is bold (lowest for loss metrics). Failed / incomplete / superseded runs get their own
 section (and ``failures.md``). Output is deterministic (no timestamps), so a checked-in table can be regenerated.
+A recorded non-finite metric (a diverged run) is shown, never blanked: ``inf`` / ``-inf`` / ``nan`` in Markdown,
+``\\infty`` / ``\\mathrm{NaN}`` in LaTeX; a metric a run did not record is ``n/a``.
 """
 
 from __future__ import annotations
