@@ -260,6 +260,6 @@ def read_bundle(path: Path) -> Bundle:
     inter = _read_parquet(real / "interactions.parquet")
     users = _read_parquet(real / "users.parquet")
     items = _read_parquet(real / "items.parquet")
-    _check_stats(stats, inter, real / "stats.json")
     validate_bundle(spec, inter, users, items, where=str(real))
+    _check_stats(stats, inter, real / "stats.json")
     return Bundle(spec, inter, users, items, stats, path)

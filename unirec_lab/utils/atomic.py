@@ -95,6 +95,8 @@ def publish_dir(version_dir: Path, link: Path) -> None:
             _touch(aside)
         except FileNotFoundError:
             pass  # a concurrent writer moved it first
+    if old is not None and old != version_dir.resolve():
+        _touch(old)  # while it is still live: from the swap on, its age counts from now
     tmp_link = link.parent / f".{link.name}.link-{uuid.uuid4().hex[:8]}"
     os.symlink(version_dir.name, tmp_link)
     try:
@@ -102,8 +104,6 @@ def publish_dir(version_dir: Path, link: Path) -> None:
     except BaseException:
         tmp_link.unlink(missing_ok=True)
         raise
-    if old is not None and old != version_dir.resolve():
-        _touch(old)
 
 
 def remove_stale(parent: Path, max_age_s: float, now: float | None = None) -> list[Path]:
