@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
+
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ["mean", "din", "sasrec"]
 HEADS = ["mlp", "mmoe", "ple", "star", "pepnet"]
@@ -82,7 +84,11 @@ def run_once(label: str, model: str, backbone: str, head: str, args: argparse.Na
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
         raise SystemExit(f"error: {label} failed (exit {proc.returncode}): {' '.join(cmd[2:])}")
-    return summarise(label, json.loads((run_dir / "result.json").read_text()), wall)
+    try:
+        rec = read_record(run_dir / RESULT_FILE)
+    except RecordError as e:
+        raise SystemExit(f"error: {label}: {e}") from None
+    return summarise(label, rec, wall)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

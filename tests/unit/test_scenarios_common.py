@@ -249,6 +249,20 @@ def test_fetch_verifies_and_writes_atomically(tmp_path):
         dl.fetch_file(bad, tmp_path / "y.txt", opener=_FakeOpener({}))
 
 
+def test_fetched_raw_file_mode_follows_umask(tmp_path):
+    import os
+    import stat
+
+    data = b"payload\n"
+    f = dl.RemoteFile("x.txt", len(data), hashlib.sha256(data).hexdigest(), "http://h.invalid/x.txt")
+    prev = os.umask(0o022)
+    try:
+        dl.fetch_file(f, tmp_path / "x.txt", opener=_FakeOpener({f.source: data}))
+    finally:
+        os.umask(prev)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o644
+
+
 def test_fetch_zip_member(tmp_path):
     member = b"truster trustee\n"
     buf = io.BytesIO()

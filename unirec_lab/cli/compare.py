@@ -11,7 +11,6 @@ exactly what was recorded; with several seeds the report's mean ± std and paire
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unirec_lab.results.record import RESULT_FILE
+from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
 from unirec_lab.results.tables import comparison_table, markdown_table
 
 
@@ -40,10 +39,13 @@ def _collect(out: Path, models: list[str], seeds: list[int]) -> dict[int, dict[s
     for seed in seeds:
         for m in models:
             path = out / f"{m}-s{seed}" / RESULT_FILE
-            if path.is_file():
-                per_seed.setdefault(seed, {})[m] = json.loads(path.read_text())
-            else:
+            if not path.is_file():
                 missing.append(str(path.parent))
+                continue
+            try:
+                per_seed.setdefault(seed, {})[m] = read_record(path)
+            except RecordError as e:
+                raise SystemExit(f"error: {e}") from None
     if missing:
         raise SystemExit(f"error: no {RESULT_FILE} in {', '.join(missing)} (see failure.json there)")
     return per_seed

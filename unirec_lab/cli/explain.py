@@ -13,7 +13,6 @@ history items that moved the score most. Ids are the scenario's own (bundle) use
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from unirec_lab.explain import integrated_gradients
+from unirec_lab.lit.checkpoints import read_checkpoint
+from unirec_lab.results.record import RESULT_FILE, read_record
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
 
@@ -36,24 +37,28 @@ def checkpoint_for(run_dir: Path, record: dict[str, Any], scenario: str) -> tupl
     """(checkpoint file, scenarios its model was trained on) that the run tested ``scenario`` with."""
     sel = record.get("selection") or {}
     if record.get("mode") == "separate":
-        return run_dir / "per_scenario" / scenario / sel[scenario]["best_checkpoint"], [scenario]
-    one = sel if "monitor" in sel else sel.get(scenario, {})
-    if "best_checkpoint" not in one:
-        raise ExplainError(f"{run_dir / 'result.json'}: no selected checkpoint recorded for {scenario!r}")
-    return run_dir / one["best_checkpoint"], list(record["scenarios"])
+        one, keys, base = sel.get(scenario) or {}, [scenario], run_dir / "per_scenario" / scenario
+    else:
+        one, keys, base = sel if "monitor" in sel else sel.get(scenario) or {}, list(record["scenarios"]), run_dir
+    if not isinstance(one, dict) or not isinstance(one.get("best_checkpoint"), str):
+        raise ExplainError(f"{run_dir / RESULT_FILE}: no selected checkpoint recorded for {scenario!r}")
+    return base / one["best_checkpoint"], keys
 
 
 def load_run(run_dir: Path, scenario: str) -> tuple[Any, Any, torch.nn.Module]:
     """(config, set-up datamodule, model with the tested weights) of a finished run."""
-    path = run_dir / "result.json"
+    path = run_dir / RESULT_FILE
     if not path.is_file():
         raise ExplainError(f"{path}: not found (is {run_dir} a finished unirec-train run dir?)")
-    record = json.loads(path.read_text())
-    if scenario not in record.get("scenarios", []):
-        raise ExplainError(f"--scenario {scenario!r}: the run covers {record.get('scenarios')}")
+    record = read_record(path)
+    if scenario not in record["scenarios"]:
+        raise ExplainError(f"--scenario {scenario!r}: the run covers {record['scenarios']}")
+    if not isinstance(record.get("config"), dict):
+        raise ExplainError(f"{path}: has no resolved config to rebuild the model from")
     ckpt, keys = checkpoint_for(run_dir, record, scenario)
     if not ckpt.is_file():
         raise ExplainError(f"{ckpt}: checkpoint missing (deleted after the run?)")
+    state = read_checkpoint(ckpt)["state_dict"]  # before any data is prepared: a bad file fails in a second
     cfg = OmegaConf.create(record["config"])
     scen = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
                 "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
@@ -62,8 +67,11 @@ def load_run(run_dir: Path, scenario: str) -> tuple[Any, Any, torch.nn.Module]:
     dm.setup()
     model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
                                                        head=hydra.utils.instantiate(cfg.head))
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        raise ExplainError(f"{ckpt}: does not fit the run's model ({str(e).strip().splitlines()[-1].strip()[:200]})"
+                           ) from None
     return cfg, dm, model.eval()
 
 

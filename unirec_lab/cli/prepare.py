@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig
 
 from unirec_lab.cli.stats import bundle_row, stats_table
-from unirec_lab.data.prepare import bundle_dir, is_complete, prepare_bundle
+from unirec_lab.data.prepare import ensure_bundle
 from unirec_lab.data.schema import BundleError
 from unirec_lab.utils.config import missing_package_message
 
@@ -42,8 +42,8 @@ def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
         t0 = time.perf_counter()
         try:
             source = hydra.utils.instantiate(cfg.scenarios[key].source)
-            cached = not cfg.force and is_complete(bundle_dir(source, cache_dir))
-            path = prepare_bundle(source, cache_dir, force=bool(cfg.force))
+            prepared = ensure_bundle(source, cache_dir, force=bool(cfg.force))
+            path, cached = prepared.path, not prepared.built
         except BundleError as e:
             errors[str(key)] = str(e)
             log.error("%s: %s", key, e)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,16 @@ def render_stats(bundle_dirs: list[Path | str]) -> str:
 
 
 def find_bundles(path: Path | str) -> list[Path]:
-    """``path`` itself if it is a complete bundle, else every complete bundle below it (sorted)."""
+    """``path`` itself if it is a complete bundle, else every complete bundle below it (sorted); hidden entries
+    (temp dirs, superseded versions) are skipped, the symlinks naming the current versions are followed."""
     path = Path(path)
     if is_complete(path):
         return [path]
-    return sorted(p.parent for p in path.rglob("feature_spec.json") if is_complete(p.parent))
+    found = []
+    for root, dirs, _ in os.walk(path):  # lists symlinked dirs without descending into them
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / d for d in dirs if is_complete(Path(root) / d)]
+    return sorted(found)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unirec_lab.data.scenarios.raw import MANIFEST, RawDataError, default_raw_dir, sha256_file
+from unirec_lab.utils.atomic import current_umask
 
 
 class DownloadError(RawDataError):
@@ -208,6 +209,7 @@ def _write_atomic(dest: Path, data_iter, expected: RemoteFile, origin: str) -> N
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     h, n = hashlib.sha256(), 0
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600; raw data is shared like any file
         with os.fdopen(fd, "wb") as f:
             for chunk in data_iter:
                 h.update(chunk)

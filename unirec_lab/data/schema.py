@@ -9,7 +9,9 @@ A bundle is a directory holding
   Categorical fields are int (``0`` = missing, values ``1..vocab_size-1``); multi-valued and text fields are
   ``list<int>`` with the same convention;
 - ``feature_spec.json``: sizes and every field's kind, vocabulary size and namespace (models read sizes from here);
-- ``stats.json``: counts, density, label rate and provenance.
+- ``stats.json``: counts, density, label rate and provenance;
+- ``MANIFEST.json``: every file above with its size and sha256, written last (``unirec_lab/utils/manifest.py``):
+  a bundle without it is incomplete, one that does not match it is corrupt or was edited.
 
 Models never special-case a dataset: everything they need is in this contract.
 """
@@ -17,6 +19,7 @@ Models never special-case a dataset: everything they need is in this contract.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from unirec_lab.utils.atomic import atomic_write_text
+from unirec_lab.utils.manifest import manifest_problem, write_manifest
 
 SPLITS = ("train", "val", "test")
 FIELD_KINDS = ("categorical", "multi", "text")
@@ -86,7 +90,7 @@ class FeatureSpec:
             d["user_fields"] = tuple(FieldSpec(**f) for f in d.get("user_fields", ()))
             d["item_fields"] = tuple(FieldSpec(**f) for f in d.get("item_fields", ()))
             return cls(**d)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise BundleError(f"{source}: does not match the feature spec schema ({e})") from None
 
 
@@ -193,6 +197,7 @@ def write_bundle(out_dir: Path, spec: FeatureSpec, inter: pd.DataFrame, users: p
     stats = compute_stats(spec, inter)
     stats["provenance"] = provenance
     atomic_write_text(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True, default=str))
+    write_manifest(out_dir, BUNDLE_FILES)
     return stats
 
 
@@ -208,20 +213,53 @@ class Bundle:
     path: Path
 
 
-def read_bundle(path: Path) -> Bundle:
-    """Load and validate a bundle directory."""
+def bundle_problem(path: Path) -> str | None:
+    """``None`` when the bundle at ``path`` (a version dir or the symlink to one) matches its manifest, else why."""
     path = Path(path)
-    for name in BUNDLE_FILES:
-        if not (path / name).is_file():
-            raise BundleError(f"{path / name}: missing bundle file (re-run prepare)")
+    if not path.exists():
+        return f"its version {os.readlink(path)} is missing" if path.is_symlink() else "missing"
+    return manifest_problem(path.resolve(), BUNDLE_FILES)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        spec = FeatureSpec.from_dict(json.loads((path / "feature_spec.json").read_text()),
-                                     source=str(path / "feature_spec.json"))
-        stats = json.loads((path / "stats.json").read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{path}: corrupt JSON ({e})") from None
-    inter = pd.read_parquet(path / "interactions.parquet")
-    users = pd.read_parquet(path / "users.parquet")
-    items = pd.read_parquet(path / "items.parquet")
-    validate_bundle(spec, inter, users, items, where=str(path))
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: unreadable JSON ({e})") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise BundleError(f"{path}: unreadable parquet ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                          ) from None
+
+
+def _check_stats(stats: Any, inter: pd.DataFrame, where: Path) -> None:
+    """stats.json must describe the interactions it sits next to (its label rate ends up in result.json)."""
+    if not isinstance(stats, dict):
+        raise BundleError(f"{where}: expected a JSON object of counts, got {type(stats).__name__}")
+    actual = {"rows": len(inter), "positives": int((inter["label"].to_numpy() > 0.5).sum())}
+    for key, value in actual.items():
+        if stats.get(key) != value:
+            raise BundleError(f"{where}: {key} = {stats.get(key)!r} but interactions.parquet has {value} "
+                              "(stale or edited; re-run prepare with force=true)")
+
+
+def read_bundle(path: Path) -> Bundle:
+    """Load and validate a bundle directory (or the symlink to its current version, resolved once so that
+    every file comes from one version even if the bundle is republished meanwhile)."""
+    path = Path(path)
+    real = path.resolve()
+    problem = bundle_problem(real)
+    if problem is not None:
+        raise BundleError(f"bundle {path} failed its manifest ({problem}); re-run prepare")
+    spec = FeatureSpec.from_dict(_read_json(real / "feature_spec.json"), source=str(real / "feature_spec.json"))
+    stats = _read_json(real / "stats.json")
+    inter = _read_parquet(real / "interactions.parquet")
+    users = _read_parquet(real / "users.parquet")
+    items = _read_parquet(real / "items.parquet")
+    validate_bundle(spec, inter, users, items, where=str(real))
+    _check_stats(stats, inter, real / "stats.json")
     return Bundle(spec, inter, users, items, stats, path)

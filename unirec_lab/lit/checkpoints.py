@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,27 @@ def run_signature(config_flat: dict[str, Any]) -> dict[str, str]:
             and not k.startswith("data.cache_dir")}
 
 
-def check_resumable(path: Path, module: nn.Module, signature: dict[str, str]) -> None:
-    """Raise :class:`IncompatibleCheckpointError` naming what differs; never unpickles arbitrary objects."""
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A Lightning checkpoint (``weights_only``: never unpickles arbitrary objects) holding a ``state_dict``;
+    :class:`IncompatibleCheckpointError` in one line naming the file when it is missing, truncated or not one."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise IncompatibleCheckpointError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: "
-                                          f"{str(e).splitlines()[0][:200]})") from None
+        if isinstance(e, FileNotFoundError):
+            why = "file not found"
+        elif not zipfile.is_zipfile(path):  # torch.save writes a zip; its directory is at the end
+            why = f"not a zip archive: truncated or not a checkpoint, {path.stat().st_size} bytes"
+        else:
+            why = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        raise IncompatibleCheckpointError(f"{path}: cannot be read as a checkpoint ({why})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise IncompatibleCheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def check_resumable(path: Path, module: nn.Module, signature: dict[str, str]) -> None:
+    """Raise :class:`IncompatibleCheckpointError` naming what differs; never unpickles arbitrary objects."""
+    ckpt = read_checkpoint(path)
     saved = (ckpt.get("unirec") or {}).get("signature")
     if saved is not None:
         diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))

@@ -41,7 +41,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from unirec_lab.results.record import RESULT_FILE
+from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
 
 FAILURE_FILE = "failure.json"
 DEFAULT_METRICS = ("auc", "logloss", "gauc", "ndcg@10")
@@ -73,7 +73,7 @@ class Failure:
     """A run dir that contributes no numbers, and why."""
 
     path: str
-    status: str  # failed | incomplete | unreadable | superseded | <status from result.json>
+    status: str  # failed | incomplete | unreadable | invalid | superseded | <status from result.json>
     reason: str
     overrides: list[str] = field(default_factory=list)
 
@@ -179,18 +179,12 @@ def _load_one(run_dir: Path) -> dict[str, Any] | Failure:
     res, fail = run_dir / RESULT_FILE, run_dir / FAILURE_FILE
     if res.is_file():
         try:
-            rec = json.loads(res.read_text())
-        except (OSError, ValueError) as e:
-            return Failure(str(run_dir), "unreadable", f"{RESULT_FILE}: {_one_line(e)}", _read_overrides(run_dir))
-        status = str(rec.get("status", "completed"))
+            rec = read_record(res)
+        except RecordError as e:
+            return Failure(str(run_dir), e.kind, f"{RESULT_FILE}: {e.problem}", _read_overrides(run_dir))
+        status = rec.get("status", "completed")
         if status != "completed":
             return Failure(str(run_dir), status, _one_line(rec.get("error", f"{RESULT_FILE} status is {status!r}")),
-                           list(rec.get("overrides") or []))
-        lacking = [k for k in ("model", "seed", "test") if k not in rec]
-        if not lacking and not isinstance(rec["seed"], int):
-            lacking = ["an integer seed"]
-        if lacking or not isinstance(rec.get("test"), dict):
-            return Failure(str(run_dir), "unreadable", f"{RESULT_FILE} lacks {', '.join(lacking) or 'a test dict'}",
                            list(rec.get("overrides") or []))
         rec["_mtime"] = res.stat().st_mtime
         return rec
@@ -227,7 +221,7 @@ def load_runs(paths: Sequence[str | Path], slices: bool = False) -> tuple[pd.Dat
         rows.append({"run_dir": str(d), "model": str(rec["model"]),
                      "mode": str(rec.get("mode") or config.get("model.mode") or ""), "seed": int(rec["seed"]),
                      "experiment": str(rec.get("experiment") or config.get("experiment_name") or ""),
-                     "scenarios": tuple(rec.get("scenarios") or rec["test"]), "git_sha": str(rec.get("git_sha", "")),
+                     "scenarios": tuple(rec["scenarios"]), "git_sha": str(rec.get("git_sha", "")),
                      "mtime": rec["_mtime"], "config": config,
                      "test": slice_cells(rec) if slices else rec["test"]})
     cols = ["run_dir", "model", "mode", "seed", "experiment", "scenarios", "git_sha", "mtime", "config", "test"]
@@ -410,10 +404,12 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: st
             for sc, vals in runs.loc[i, "test"].items():
                 for m in metrics:
                     v = vals.get(m) if isinstance(vals, dict) else None
+                    recorded = isinstance(v, int | float) and not isinstance(v, bool)  # NaN / inf included
                     value_rows.append({"group": g.name, "model": label_of[run_ident[i]], "seed": runs.loc[i, "seed"],
                                        "scenario": scen_label[(sc, run_scen_sig[(i, sc)])], "metric": m,
-                                       "value": float(v) if isinstance(v, int | float) else math.nan,
-                                       "run_dir": runs.loc[i, "run_dir"], "mtime": runs.loc[i, "mtime"]})
+                                       "value": float(v) if recorded else math.nan,
+                                       "run_dir": runs.loc[i, "run_dir"], "mtime": runs.loc[i, "mtime"],
+                                       "recorded": recorded})
         cands = sorted({lb for lb in label_of.values() if lb == baseline or lb.split("[", 1)[0] == baseline})
         if len(cands) == 1:
             g.baseline = cands[0]
@@ -424,14 +420,15 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: st
                            "labels as --baseline; gains are n/a")
         groups.append(g)
 
-    values = pd.DataFrame(value_rows, columns=[*_empty_values().columns, "mtime"])
+    values = pd.DataFrame(value_rows, columns=[*_empty_values().columns, "mtime", "recorded"])
     values, superseded = _dedupe(values)
     failures += superseded
-    missing = [m for m in metrics if values.loc[values["metric"] == m, "value"].isna().all()]
+    missing = [m for m in metrics if not values.loc[values["metric"] == m, "recorded"].any()]
     if missing:
         notes.append(f"metric(s) not found in any run: {', '.join(missing)}")
     table = _stats(values, groups, metrics, alpha)
-    return Aggregate(table, values.drop(columns=["mtime"]), groups, failures, baseline, metrics, alpha, notes)
+    return Aggregate(table, values.drop(columns=["mtime", "recorded"]), groups, failures, baseline, metrics, alpha,
+                     notes)
 
 
 def _group_name(i: int) -> str:
@@ -477,6 +474,15 @@ def _empty_values() -> pd.DataFrame:
     return pd.DataFrame(columns=["group", "model", "seed", "scenario", "metric", "value", "run_dir"])
 
 
+def _std(s: pd.Series) -> float:
+    """Sample std over seeds; NaN for one seed or when a value is not finite (no warning for inf - inf)."""
+    if len(s) < 2:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(s.std(ddof=1, skipna=False))
+
+
 def _stats(values: pd.DataFrame, groups: list[Group], metrics: list[str], alpha: float) -> pd.DataFrame:
     rows = []
     for g in groups:
@@ -487,18 +493,18 @@ def _stats(values: pd.DataFrame, groups: list[Group], metrics: list[str], alpha:
         for sc in scenarios:
             for metric in metrics:
                 cell = gv[(gv["scenario"] == sc) & (gv["metric"] == metric)]
-                series = {m: cell[cell["model"] == m].set_index("seed")["value"].dropna() for m in models}
+                rec = cell[cell["recorded"].astype(bool)]  # a recorded NaN / inf stays (and shows), absent ones go
+                series = {m: rec[rec["model"] == m].set_index("seed")["value"] for m in models}
                 base = series.get(g.baseline) if g.baseline else None
                 lib = lower_is_better(metric)
-                means = {m: float(s.mean()) if len(s) else math.nan for m, s in series.items()}
+                means = {m: float(s.mean(skipna=False)) if len(s) else math.nan for m, s in series.items()}
                 finite = [v for v in means.values() if math.isfinite(v)]
                 best = (min(finite) if lib else max(finite)) if finite else math.nan
                 for m in models:
                     s = series[m]
                     row = {"group": g.name, "config_sig": g.signature, "experiment": ",".join(g.experiments),
                            "model": m, "is_baseline": m == g.baseline, "scenario": sc, "metric": metric,
-                           "lower_is_better": lib, "mean": means[m], "std": float(s.std(ddof=1)) if len(s) > 1
-                           else math.nan, "n": len(s), "gain": math.nan, "p_value": math.nan, "n_pairs": 0,
+                           "lower_is_better": lib, "mean": means[m], "std": _std(s), "n": len(s), "gain": math.nan, "p_value": math.nan, "n_pairs": 0,
                            "p_wilcoxon": math.nan, "significant": False, "best": bool(means[m] == best),
                            "note": ""}
                     if not len(s):
@@ -507,7 +513,7 @@ def _stats(values: pd.DataFrame, groups: list[Group], metrics: list[str], alpha:
                         if base is None or not len(base):
                             row["note"] = "no baseline runs for this scenario" if g.baseline else ""
                         else:
-                            b = float(base.mean())
+                            b = float(base.mean(skipna=False))
                             if b != 0:
                                 row["gain"] = ((b - means[m]) if lib else (means[m] - b)) / abs(b)
                             p, pw, n, note = _paired(s, base)

@@ -4,6 +4,8 @@ Layout: one table per config group; rows = scenario x model (baseline first), co
 ± sample std and the relative gain over the baseline (with the paired-test p-value in Markdown). The best mean of
 each scenario x metric is bold (lowest for loss metrics). Failed / incomplete / superseded runs get their own
 section (and ``failures.md``). Output is deterministic (no timestamps), so a checked-in table can be regenerated.
+A recorded non-finite metric (a diverged run) is shown, never blanked: ``inf`` / ``-inf`` / ``nan`` in Markdown,
+``\\infty`` / ``\\mathrm{NaN}`` in LaTeX; a metric a run did not record is ``n/a``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ DAGGER = "†"
 
 
 def _num(v: float, digits: int) -> str:
-    return "" if not math.isfinite(v) else f"{v:.{digits}f}"
+    """A fixed-point number; ``inf`` / ``-inf`` / ``nan`` when not finite (a diverged run must stay visible)."""
+    return f"{v:.{digits}f}" if math.isfinite(v) else str(v)
+
+
+_TEX_NONFINITE = {"inf": r"\infty", "-inf": r"-\infty", "nan": r"\mathrm{NaN}"}
+
+
+def _tex_num(v: float, digits: int) -> str:
+    text = _num(v, digits)
+    return _TEX_NONFINITE.get(text, text)
 
 
 def _p(p: float, n_pairs: int) -> str:
@@ -73,7 +84,7 @@ def _md_value(r: pd.Series, digits: int, n_row: int) -> str:
         return "n/a"
     mean = _num(r["mean"], digits)
     text = f"**{mean}**" if r["best"] else mean
-    if math.isfinite(r["std"]):
+    if r["n"] > 1:
         text += f" ± {_num(r['std'], digits)}"
     if r["n"] != n_row:
         text += f" (n={r['n']})"
@@ -133,10 +144,10 @@ def tex_escape(s: str) -> str:
 def _tex_value(r: pd.Series, digits: int) -> str:
     if not r["n"]:
         return "n/a"
-    mean = _num(r["mean"], digits)
+    mean = _tex_num(r["mean"], digits)
     text = rf"\mathbf{{{mean}}}" if r["best"] else mean
-    if math.isfinite(r["std"]):
-        text += rf" \pm {_num(r['std'], digits)}"
+    if r["n"] > 1:
+        text += rf" \pm {_tex_num(r['std'], digits)}"
     return f"${text}$"
 
 

@@ -11,7 +11,6 @@ renders ``table.md`` **from runs.csv only**, so the checked-in table can be re-d
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from unirec_lab.results.record import RESULT_FILE, read_record
 from unirec_lab.seqrec.evaluate import METRICS
 from unirec_lab.utils.atomic import atomic_write_text
 
@@ -46,8 +46,8 @@ RUN_COLUMNS = ["dataset", "seed", "best_epoch", "epochs_run", "stop_reason", *ME
 def collect(runs_dir: Path) -> pd.DataFrame:
     """One row per completed SASRec ``result.json`` under ``runs_dir``; duplicates (dataset, seed) fail."""
     rows: list[dict[str, Any]] = []
-    for path in sorted(Path(runs_dir).rglob("result.json")):
-        rec = json.loads(path.read_text())
+    for path in sorted(Path(runs_dir).rglob(RESULT_FILE)):
+        rec = read_record(path)  # RecordError (one line naming the file) for a malformed record
         if rec.get("model") != "sasrec" or rec.get("status") != "completed":
             continue
         (ds,) = rec["scenarios"]
@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     if not a.from_summary:
         if a.runs_dir is None:
             p.error("runs_dir is required unless --from-summary")
-        df = collect(a.runs_dir)
+        try:
+            df = collect(a.runs_dir)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         a.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(summary, df.to_csv(index=False, float_format="%.6g"))
     text = render(read_summary(summary))

@@ -28,7 +28,7 @@ from unirec_lab.data.scenarios.common import (
     multi_field,
     rated_interactions,
 )
-from unirec_lab.data.scenarios.raw import RawDataError, read_int_table
+from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -66,7 +66,8 @@ class AmazonHinScenario(RawScenarioSource):
             raise RawDataError(f"{ui_file}: no ratings")
         if r["rating"].min() < 1 or r["rating"].max() > 5:
             bad = _first_bad(~r["rating"].between(1, 5))
-            raise RawDataError(f"{ui_file}:{bad + 1}: rating {r['rating'].iloc[bad]} outside 1..5")
+            line = data_line(ui_file, bad, "\t")
+            raise RawDataError(f"{ui_file}:{line}: rating {r['rating'].iloc[bad]} outside 1..5")
         user_ids, item_ids, inter = rated_interactions(r["user"].to_numpy(), r["item"].to_numpy(), r["ts"].to_numpy(),
                                                        r["rating"].to_numpy(), p)
         nu, ni = len(user_ids), len(item_ids)

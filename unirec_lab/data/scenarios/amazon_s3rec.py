@@ -18,7 +18,6 @@ Protocol (S3-Rec / SASRec style):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from unirec_lab.data.scenarios.common import (
     multi_field,
     sample_negatives,
 )
-from unirec_lab.data.scenarios.raw import RawDataError, parse_int_list, read_lines
+from unirec_lab.data.scenarios.raw import RawDataError, parse_int_list, read_json, read_lines
 from unirec_lab.data.schema import FieldSpec
 
 DATASETS = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games")
@@ -64,10 +63,7 @@ def read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def read_attributes(path: Path) -> pd.DataFrame:
     """``{"item": [attr, ...]}`` -> long frame (item, attr, rank)."""
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RawDataError(f"{path}: not valid JSON ({e})") from None
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise RawDataError(f"{path}: expected a JSON object {{item: [attribute ids]}}")
     try:

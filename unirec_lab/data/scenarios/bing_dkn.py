@@ -35,7 +35,7 @@ from unirec_lab.data.scenarios.common import (
     per_user_chrono_split,
     text_field,
 )
-from unirec_lab.data.scenarios.mind import _first_bad, read_tsv
+from unirec_lab.data.scenarios.mind import _first_bad, line_of, read_tsv
 from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.schema import FieldSpec
 
@@ -46,12 +46,12 @@ def read_dkn(path: Path) -> pd.DataFrame:
     if bad.any():
         i = _first_bad(bad)
         r = df.iloc[i]
-        raise RawDataError(f"{path}:{i + 1}: expected 'user_id<TAB>title<TAB>0|1<TAB>entities', got "
+        raise RawDataError(f"{path}:{line_of(path, i)}: expected 'user_id<TAB>title<TAB>0|1<TAB>entities', got "
                            f"{r['user']!r}, {r['title'][:40]!r}, {r['label']!r}")
     ok_ent = df["entities"].str.fullmatch(r"(?:\d+:[^;]*(?:;\d+:[^;]*)*)?")
     if not ok_ent.all():
         i = _first_bad(~ok_ent)
-        raise RawDataError(f"{path}:{i + 1}: entities must be 'id:name;id:name', got {df['entities'].iloc[i][:60]!r}")
+        raise RawDataError(f"{path}:{line_of(path, i)}: entities must be 'id:name;id:name', got {df['entities'].iloc[i][:60]!r}")
     return df
 
 

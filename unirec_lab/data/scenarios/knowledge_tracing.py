@@ -41,7 +41,7 @@ from unirec_lab.data.scenarios.common import (
     positions_in_user,
     text_field,
 )
-from unirec_lab.data.scenarios.raw import RawDataError, parse_int_array, read_lines
+from unirec_lab.data.scenarios.raw import RawDataError, parse_int_array, read_json, read_lines
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -209,8 +209,8 @@ class KnowledgeTracingScenario(RawScenarioSource):
         extra["items_with_several_skills"] = int(sum(len(x) > 1 for x in lists))
         if self.skill_names:
             path = self.raw.file(self.skill_names)
+            names = read_json(path)
             try:
-                names = json.loads(path.read_text(encoding="utf-8"))
                 idx_to_name = pd.Series({int(v): str(k) for k, v in names.items()})
             except (json.JSONDecodeError, ValueError, AttributeError, TypeError) as e:
                 raise RawDataError(f"{path}: expected a JSON object {{skill name: idx}} ({e})") from None

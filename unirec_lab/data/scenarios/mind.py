@@ -23,6 +23,7 @@ Protocol:
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from unirec_lab.data.scenarios.common import (
     make_spec,
     text_field,
 )
-from unirec_lab.data.scenarios.raw import RawDataError
+from unirec_lab.data.scenarios.raw import RawDataError, data_line, utf8_error
 from unirec_lab.data.schema import FieldSpec
 
 _NEWS_ID = r"N\d+"
@@ -51,11 +52,19 @@ def read_tsv(path: Path, names: list[str]) -> pd.DataFrame:
         df = pd.read_csv(path, sep="\t", header=None, names=names, dtype=str, keep_default_na=False,
                          quoting=csv.QUOTE_NONE, engine="c", on_bad_lines="error", encoding="utf-8")
     except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:  # pandas counts every line (blank ones too), as an editor does
+            raise RawDataError(f"{path}:{m[2]}: expected {m[1]} tab-separated fields, found {m[3]}") from None
         raise RawDataError(f"{path}: {e}".replace("\n", " ")) from None
-    except UnicodeDecodeError as e:
-        raise RawDataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
     # short lines come back padded with empty strings: the last column being empty where it must not be
     return df
+
+
+def line_of(path: Path, row: int) -> int:
+    """File line of data row ``row`` of :func:`read_tsv` (blank lines are skipped as rows, counted as lines)."""
+    return data_line(path, row, "\t")
 
 
 def _first_bad(mask: pd.Series | np.ndarray) -> int:
@@ -69,26 +78,26 @@ def read_behaviors(path: Path) -> pd.DataFrame:
     bad = ~df["impression"].str.fullmatch(r"\d+") | ~df["user"].str.fullmatch(r"U\d+")
     if bad.any():
         i = _first_bad(bad)
-        raise RawDataError(f"{path}:{i + 1}: expected '<impression id>\\t U<user>\\t...', got "
+        raise RawDataError(f"{path}:{line_of(path, i)}: expected '<impression id>\\t U<user>\\t...', got "
                            f"{df.iloc[i]['impression']!r}, {df.iloc[i]['user']!r}")
     t = pd.to_datetime(df["time"], format="%m/%d/%Y %I:%M:%S %p", errors="coerce")
     if t.isna().any():
         i = _first_bad(t.isna())
-        raise RawDataError(f"{path}:{i + 1}: unparsable time {df.iloc[i]['time']!r} (expected M/D/YYYY h:mm:ss AM/PM)")
+        raise RawDataError(f"{path}:{line_of(path, i)}: unparsable time {df.iloc[i]['time']!r} (expected M/D/YYYY h:mm:ss AM/PM)")
     ok_hist = df["history"].str.fullmatch(rf"(?:{_NEWS_ID}(?: {_NEWS_ID})*)?")
     if not ok_hist.all():
         i = _first_bad(~ok_hist)
-        raise RawDataError(f"{path}:{i + 1}: history must be space-separated news ids, got "
+        raise RawDataError(f"{path}:{line_of(path, i)}: history must be space-separated news ids, got "
                            f"{df.iloc[i]['history'][:60]!r}")
     ok_imp = df["impressions"].str.fullmatch(rf"{_NEWS_ID}-[01](?: {_NEWS_ID}-[01])*")
     if not ok_imp.all():
         i = _first_bad(~ok_imp)
-        raise RawDataError(f"{path}:{i + 1}: impressions must be space-separated 'Nxxx-0/1', got "
+        raise RawDataError(f"{path}:{line_of(path, i)}: impressions must be space-separated 'Nxxx-0/1', got "
                            f"{df.iloc[i]['impressions'][:60]!r}")
     df["impression"] = df["impression"].astype(np.int64)
     if df["impression"].duplicated().any():
         i = _first_bad(df["impression"].duplicated())
-        raise RawDataError(f"{path}:{i + 1}: impression id {df['impression'].iloc[i]} appears twice")
+        raise RawDataError(f"{path}:{line_of(path, i)}: impression id {df['impression'].iloc[i]} appears twice")
     df["ts"] = (t.astype("datetime64[s]").astype(np.int64)).to_numpy()
     df["day"] = t.dt.normalize()
     return df
@@ -119,7 +128,7 @@ class MindScenario(RawScenarioSource):
         bad = ~news["news"].str.fullmatch(_NEWS_ID)
         if bad.any():
             i = _first_bad(bad)
-            raise RawDataError(f"{news_file}:{i + 1}: expected a news id 'Nxxx', got {news['news'].iloc[i]!r}")
+            raise RawDataError(f"{news_file}:{line_of(news_file, i)}: expected a news id 'Nxxx', got {news['news'].iloc[i]!r}")
         news = news.drop_duplicates("news")
 
         # one row per shown news

@@ -13,7 +13,7 @@ the file and what is wrong, plus how to get the data when it is missing.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.schema import BundleError
+from unirec_lab.utils.manifest import file_sha256
 
 MANIFEST = "MANIFEST.tsv"
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -52,11 +53,7 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     hit = _SHA_CACHE.get(key)
     if hit is not None:
         return hit
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = file_sha256(path, chunk)
     _SHA_CACHE[key] = digest
     return digest
 
@@ -68,16 +65,14 @@ def clear_sha_cache() -> None:
 def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
     """Parse ``MANIFEST.tsv`` (header ``file bytes sha256 source``) into ``{file: (bytes, sha256)}``."""
     out: dict[str, tuple[int, str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip() or (lineno == 1 and line.startswith("file\t")):
-                continue
-            parts = line.split("\t")
-            if len(parts) < 3 or not parts[1].isdigit() or len(parts[2]) != 64:
-                raise RawDataError(f"{path}:{lineno}: expected 'file<TAB>bytes<TAB>sha256<TAB>source', "
-                                   f"got {line[:80]!r}")
-            out[parts[0]] = (int(parts[1]), parts[2].lower())
+    for lineno, line in enumerate(read_lines(path), 1):
+        if not line.strip() or (lineno == 1 and line.startswith("file\t")):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3 or not parts[1].isdigit() or len(parts[2]) != 64:
+            raise RawDataError(f"{path}:{lineno}: expected 'file<TAB>bytes<TAB>sha256<TAB>source', "
+                               f"got {line[:80]!r}")
+        out[parts[0]] = (int(parts[1]), parts[2].lower())
     return out
 
 
@@ -159,12 +154,46 @@ class RawDataset:
 # --------------------------------------------------------------------------------------------- parsing helpers
 
 
+def utf8_error(path: Path) -> RawDataError:
+    """The first UTF-8 error of a file as ``file:line: ...`` (re-reads the file: a decoder that failed on a
+    chunk, like pandas', only knows the offset within that chunk)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        return RawDataError(f"{path}:{line}: not valid UTF-8 text (byte 0x{data[e.start]:02x} at column {col}, "
+                            f"file offset {e.start}: {e.reason})")
+    return RawDataError(f"{path}: not valid UTF-8 text")
+
+
+def read_json(path: Path) -> object:
+    """A UTF-8 JSON file; a decode or syntax error is one line with ``file:line``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
+    except json.JSONDecodeError as e:
+        raise RawDataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def data_line(path: Path, row: int, sep: str) -> int:
+    """1-based file line of data row ``row`` (0-based) of a headerless table pandas read with
+    ``skip_blank_lines``: lines holding only spaces, tabs and CRs (other than ``sep``) are not rows but are
+    lines. Error path only: it re-reads the file."""
+    blank = "".join(c for c in " \t\r" if c != sep).encode()
+    lines = Path(path).read_bytes().split(b"\n")
+    rows = np.flatnonzero(np.fromiter((bool(ln.strip(blank)) for ln in lines), dtype=bool, count=len(lines)))
+    return int(rows[row]) + 1 if row < len(rows) else len(lines)
+
+
 def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file without their line ends (a trailing empty line is dropped)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise RawDataError(f"{path}: not valid UTF-8 text (byte {e.start})") from None
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -33,7 +33,7 @@ from unirec_lab.data.scenarios.common import (
     multi_field,
     per_user_chrono_split,
 )
-from unirec_lab.data.scenarios.raw import RawDataError, read_int_table
+from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -67,7 +67,8 @@ class YelpHinScenario(RawScenarioSource):
             raise RawDataError(f"{ub_file}: no ratings")
         if r["rating"].min() < 1 or r["rating"].max() > 5:
             bad = int(np.flatnonzero(~r["rating"].between(1, 5).to_numpy())[0])
-            raise RawDataError(f"{ub_file}:{bad + 1}: rating {r['rating'].iloc[bad]} outside 1..5")
+            line = data_line(ub_file, bad, "\t")
+            raise RawDataError(f"{ub_file}:{line}: rating {r['rating'].iloc[bad]} outside 1..5")
         user_ids, user = np.unique(r["user"].to_numpy(), return_inverse=True)
         item_ids, item = np.unique(r["item"].to_numpy(), return_inverse=True)
         user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)

@@ -1,0 +1,135 @@
+"""result.json has one reader: read_record checks the shape; unirec-report lists bad files, shows inf / nan."""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+from pathlib import Path
+
+import pytest
+
+from unirec_lab.cli.report import main
+from unirec_lab.results.aggregate import aggregate, load_runs
+from unirec_lab.results.record import SCHEMA_VERSION, RecordError, read_record, write_result
+from unirec_lab.results.report import render_latex, render_markdown
+
+
+def record(model: str, seed: int, test: dict, **extra) -> dict:
+    return {"status": "completed", "model": model, "mode": "joint", "seed": seed, "experiment": "t",
+            "scenarios": list(test) if isinstance(test, dict) and test else ["news"], "overrides": [],
+            "config": {"seed": seed, "model": {"name": model}}, "test": test, **extra}
+
+
+def put(root: Path, name: str, rec) -> Path:
+    (root / name).mkdir(parents=True)
+    (root / name / "result.json").write_text(json.dumps(rec))
+    return root / name / "result.json"
+
+
+def test_write_then_read_roundtrip_with_version(tmp_path):
+    path = write_result(tmp_path, record("unified", 1, {"news": {"auc": 0.7, "rows": 10}}))
+    rec = read_record(path)
+    assert rec["schema_version"] == SCHEMA_VERSION == 1 and rec["test"]["news"]["auc"] == 0.7
+    assert json.loads(path.read_text())["schema_version"] == 1
+
+
+def test_records_without_schema_version_read_as_version_1(tmp_path):
+    legacy = put(tmp_path, "old", {k: v for k, v in record("unified", 1, {"news": {"auc": 0.7}}).items()})
+    assert read_record(legacy)["schema_version"] == 1
+    older = put(tmp_path, "older", {"result_version": 1, **record("unified", 1, {"news": {"auc": 0.7}})})
+    assert read_record(older)["schema_version"] == 1
+
+
+@pytest.mark.parametrize("rec, problem", [
+    ([1, 2], "expected a JSON object, got a list"),
+    (record("u", 1, {"news": [1, 2, 3]}), "test.news is a list, expected {metric: number}"),
+    (record("u", 1, {"auc": "high"}), "test.auc is a string, expected {metric: number}"),
+    (record("u", 1, {"news": {"auc": "high"}}), "test.news.auc is 'high', expected a number"),
+    (record("u", 1, {"news": {"auc": True}}), "test.news.auc is a boolean, expected a number"),
+    (record("u", "1", {"news": {"auc": 0.5}}), "seed is a string, expected an integer"),
+    (record("", 1, {"news": {"auc": 0.5}}), "model is a string, expected a non-empty string"),
+    ({**record("u", 1, {"news": {"auc": 0.5}}), "scenarios": "news"}, "scenarios is a string, expected a non-empty"),
+    ({k: v for k, v in record("u", 1, {"news": {"auc": 0.5}}).items() if k != "test"}, "completed record lacks 'test'"),
+    ({**record("u", 1, {"news": {"auc": 0.5}}), "schema_version": 2}, "schema_version 2 is newer than this"),
+    ({**record("u", 1, {"news": {"auc": 0.5}}), "test_slices": {"news": {"cold_user": [1]}}},
+     "test_slices.news.cold_user is a list"),
+])
+def test_bad_shapes_are_one_line_naming_the_file(tmp_path, rec, problem):
+    path = put(tmp_path, "r", rec)
+    with pytest.raises(RecordError) as e:
+        read_record(path)
+    assert str(e.value).startswith(f"{path}: ") and problem in str(e.value) and "\n" not in str(e.value)
+    assert e.value.kind == "invalid"
+
+
+def test_unparsable_json_is_unreadable(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text('{"status": "completed",\n "model": }')
+    with pytest.raises(RecordError, match=r"result.json: not valid JSON \(Expecting value at line 2 column 11\)") as e:
+        read_record(path)
+    assert e.value.kind == "unreadable"
+
+
+def test_writer_refuses_what_the_reader_would_reject(tmp_path):
+    with pytest.raises(RecordError, match="refusing to write a record read_record would reject: test.news"):
+        write_result(tmp_path, record("u", 1, {"news": "0.7"}))
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_result_json_mode_follows_umask(tmp_path):
+    import os
+
+    prev = os.umask(0o022)
+    try:
+        path = write_result(tmp_path / "run", record("u", 1, {"news": {"auc": 0.5}}))
+    finally:
+        os.umask(prev)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+
+
+def test_report_lists_invalid_files_and_tabulates_the_valid_ones(tmp_path, capsys):
+    for seed in (1, 2):
+        put(tmp_path, f"ok-{seed}", record("unified", seed, {"news": {"auc": 0.6 + seed / 100, "logloss": 0.5}}))
+    put(tmp_path, "listy", [{"model": "unified"}])
+    put(tmp_path, "shape", record("unified", 3, {"news": [1, 2, 3]}))
+    put(tmp_path, "string", record("unified", 4, {"auc": "high"}))
+    put(tmp_path, "stringmetric", record("unified", 5, {"news": {"auc": "high"}}))
+    assert main([str(tmp_path), "--metrics", "auc"]) == 0
+    out = capsys.readouterr().out
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in out.splitlines() if ln.startswith("|")]
+    listed = {Path(c[0]).name: c[1:3] for c in cells if c[0].startswith(str(tmp_path))}
+    assert listed == {"listy": ["invalid", "result.json: expected a JSON object, got a list"],
+                      "shape": ["invalid", "result.json: test.news is a list, expected {metric: number}"],
+                      "string": ["invalid", "result.json: test.auc is a string, expected {metric: number}"],
+                      "stringmetric": ["invalid", "result.json: test.news.auc is 'high', expected a number"]}
+    assert ["news", "unified", "2", "**0.6150** ± 0.0071", "n/a"] in cells  # only the two valid seeds
+
+
+def test_nonfinite_metrics_render_as_inf_and_nan(tmp_path):
+    for seed in (1, 2):
+        put(tmp_path, f"a-{seed}", record("a", seed, {"news": {"auc": 0.7, "logloss": math.inf}}))
+        put(tmp_path, f"b-{seed}", record("b", seed, {"news": {"auc": math.nan, "logloss": -math.inf}}))
+    put(tmp_path, "c-1", record("c", 1, {"news": {"logloss": 0.4}}))  # auc absent: n/a, not nan
+    runs, failures = load_runs([tmp_path])
+    assert not failures
+    agg = aggregate(runs, failures, baseline="a", metrics=["auc", "logloss"])
+    md = render_markdown(agg)
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in md.splitlines() if ln.startswith("| news")]
+    assert cells == [["news", "a", "2", "**0.7000** ± 0.0000", "—", "inf ± nan", "—"],
+                     ["news", "b", "2", "nan ± nan", "n/a", "-inf ± nan", "n/a"],
+                     ["news", "c", "1", "n/a", "n/a", "**0.4000**", "n/a"]]
+    tex = render_latex(agg)
+    assert r"$\infty \pm \mathrm{NaN}$" in tex and r"$-\infty \pm \mathrm{NaN}$" in tex
+    assert r"$\mathrm{NaN} \pm \mathrm{NaN}$" in tex and "$$" not in tex
+    assert main([str(tmp_path), "--baseline", "a", "--metrics", "auc,logloss", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "plot.png").stat().st_size > 0
+
+
+def test_seqrec_table_reads_through_read_record(tmp_path, capsys):
+    from unirec_lab.seqrec.table import main as table_main
+
+    bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})
+    assert table_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == f"error: {bad}: test.Beauty.ndcg@10 is '0.3', expected a number\n"
