@@ -56,7 +56,7 @@ def evaluate_checkpoint(ckpt, cfg, metrics=("auc",)) -> dict:
     """Recompute test metrics from a checkpoint file in this process, independently of the trainer."""
     import hydra
 
-    from unirec_lab.lit.metrics import ScenarioEvaluator
+    from unirec_lab.evaluation.metrics import ScenarioEvaluator
     from unirec_lab.lit.module import RecLitModule
 
     keys = list(cfg.scenarios)

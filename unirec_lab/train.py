@@ -32,10 +32,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from unirec_lab.evaluation.full_ranking import full_ranking_metrics
+from unirec_lab.evaluation.slices import slice_masks
 from unirec_lab.lit.checkpoints import check_resumable, run_signature
-from unirec_lab.lit.full_ranking import full_ranking_metrics
 from unirec_lab.lit.module import RecLitModule
-from unirec_lab.lit.slices import slice_masks
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table

@@ -19,11 +19,12 @@ from hydra.core.global_hydra import GlobalHydra
 
 from unirec_lab.cli.prepare import prepare_all
 from unirec_lab.cli.stats import main as stats_main
-from unirec_lab.data.history import SPLIT_LEVEL, build_histories
+from unirec_lab.data.history import build_histories
 from unirec_lab.data.prepare import bundle_dir
 from unirec_lab.data.scenarios.common import contains_sorted
 from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir, repo_root
-from unirec_lab.data.schema import SPLITS, read_bundle
+from unirec_lab.data.schema import read_bundle
+from unirec_lab.features import SPLIT_LEVEL, SPLITS
 
 RAW = default_raw_dir()
 if not RAW.is_dir():

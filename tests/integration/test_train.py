@@ -159,7 +159,7 @@ def yaml_load(path):
 
 def test_full_ranking_metrics_are_those_of_the_tested_checkpoint(cfg_factory):
     from unirec_lab.cli.explain import load_run
-    from unirec_lab.lit.full_ranking import full_ranking_metrics
+    from unirec_lab.evaluation.full_ranking import full_ranking_metrics
 
     cfg = cfg_factory(["trainer.max_epochs=2", "logger=none", "selection.scope=per_scenario",
                        "full_ranking.scenarios=[ecommerce,news]", "full_ranking.ks=[5]", "full_ranking.max_users=40"])

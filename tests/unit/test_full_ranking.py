@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from unirec_lab.lit.full_ranking import full_ranking_metrics
+from unirec_lab.evaluation.full_ranking import full_ranking_metrics
 
 
 class ItemScore(nn.Module):

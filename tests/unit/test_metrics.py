@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import log_loss, ndcg_score, roc_auc_score
 from torchmetrics.functional.classification import binary_auroc
 
-from unirec_lab.lit.metrics import (
+from unirec_lab.evaluation.metrics import (
     ScenarioEvaluator,
     auc,
     gauc,

@@ -111,7 +111,8 @@ def test_text_field_hashing_is_stable_and_shared():
 
 
 def test_mean_history_len_matches_build_histories():
-    from unirec_lab.data.history import SPLIT_LEVEL, build_histories
+    from unirec_lab.data.history import build_histories
+    from unirec_lab.features import SPLIT_LEVEL
 
     rng = np.random.default_rng(3)
     n = 400

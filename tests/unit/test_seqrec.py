@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from unirec_lab.data.scenarios.common import contains_sorted
-from unirec_lab.lit.metrics import hr_at_k, mrr, ndcg_at_k
+from unirec_lab.evaluation.metrics import hr_at_k, mrr, ndcg_at_k
 from unirec_lab.seqrec.data import (
     NegativeSampler,
     bucket_batches,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
-from unirec_lab.lit.metrics import ScenarioEvaluator, metric_fn
-from unirec_lab.lit.slices import POINTWISE, slice_masks, slice_metrics
+from unirec_lab.evaluation.metrics import ScenarioEvaluator, metric_fn
+from unirec_lab.evaluation.slices import POINTWISE, slice_masks, slice_metrics
 
 
 def test_masks_count_training_positives_only(tiny_dm):

@@ -6,7 +6,7 @@
     unirec-report multirun/main --slices --metrics auc,logloss --out experiments/main   # cold-start slices
 
 ``--slices`` tabulates the cold-start slices of each scenario's test set (``<scenario>/cold_user``,
-``warm_user``, ``cold_item``, ``warm_item``; see ``unirec_lab/lit/slices.py``) with the same statistics, into
+``warm_user``, ``cold_item``, ``warm_item``; see ``unirec_lab/evaluation/slices.py``) with the same statistics, into
 ``slices.md/.tex/.csv/.png``: where the unified model's gains over the baseline come from.
 
 Every run dir under the inputs is found (``result.json``; ``failure.json`` or ``.hydra/`` / ``checkpoints/``

@@ -17,10 +17,11 @@ import pytorch_lightning as pl
 import torch
 
 from unirec_lab.data.batching import Batch, TensorBatches
-from unirec_lab.data.features import FeatureSpace, build_feature_space
-from unirec_lab.data.history import SPLIT_LEVEL, build_histories, pad_histories
+from unirec_lab.data.feature_space import build_feature_space
+from unirec_lab.data.history import build_histories, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
-from unirec_lab.data.schema import SPLITS, Bundle, read_bundle
+from unirec_lab.data.schema import Bundle, read_bundle
+from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
 
 log = logging.getLogger(__name__)
 

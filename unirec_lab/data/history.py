@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLIT_LEVEL = {"train": 0, "val": 1, "test": 2}
-
 
 def _dense_rank(x: np.ndarray) -> np.ndarray:
     return np.unique(x, return_inverse=True)[1].astype(np.int64)
@@ -23,7 +21,7 @@ def build_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: n
                     split_level: np.ndarray, k: int, pad: int = -1) -> np.ndarray:
     """Return an ``[n, k]`` int64 array: row ``r``'s last ``k`` visible positive items, oldest first, left-padded.
 
-    ``split_level``: 0 train, 1 val, 2 test (see :data:`SPLIT_LEVEL`). Items equal to ``pad`` mark padding.
+    ``split_level``: 0 train, 1 val, 2 test (see :data:`unirec_lab.features.SPLIT_LEVEL`). Items equal to ``pad`` mark padding.
     """
     n = len(user)
     out = np.full((n, k), pad, dtype=np.int64)

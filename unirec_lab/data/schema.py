@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
 
-SPLITS = ("train", "val", "test")
 FIELD_KINDS = ("categorical", "multi", "text")
 BUNDLE_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "feature_spec.json", "stats.json")
 SPEC_VERSION = 1

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unirec_lab.lit.metrics import ScenarioEvaluator
-from unirec_lab.lit.slices import slice_metrics
+from unirec_lab.evaluation.metrics import ScenarioEvaluator
+from unirec_lab.evaluation.slices import slice_metrics
 
 Batch = dict[str, torch.Tensor]
 # epoch metrics are computed from rows gathered across ranks, so every rank logs the same value already

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 from unirec_lab.models.baselines.mf import MatrixFactorization
 from unirec_lab.models.baselines.popularity import Popularity
 from unirec_lab.models.unified import UnifiedModel

@@ -1,7 +1,7 @@
 """Embedding tables keyed by namespace, and the lookups that turn ids into user / item vectors.
 
 User and item ids are private per scenario but live in one global table each (scenario offsets, see
-``unirec_lab.data.features``), so a mixed batch needs one lookup. Feature fields are pooled per slot (masked
+``unirec_lab.features``), so a mixed batch needs one lookup. Feature fields are pooled per slot (masked
 mean for multi-valued and text fields) and summed with the id vector. Feature matrices are non-persistent
 buffers: they are data, rebuilt from bundles, not weights.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace, Slot
+from unirec_lab.features import FeatureSpace, Slot
 
 
 def init_embedding(emb: nn.Embedding, std: float) -> None:

@@ -6,7 +6,7 @@ a constant scorer gets rank N, not 0). Then, as in S3-Rec's ``get_metric``:
 
     HR@K = mean(rank < K),  NDCG@K = mean((rank < K) / log2(rank + 2)),  MRR = mean(1 / (rank + 1)).
 
-These equal :func:`unirec_lab.lit.metrics.hr_at_k` / ``ndcg_at_k`` / ``mrr`` on the same groups when the positive
+These equal :func:`unirec_lab.evaluation.metrics.hr_at_k` / ``ndcg_at_k`` / ``mrr`` on the same groups when the positive
 is listed after its negatives (the framework breaks ties by row order); tests check that.
 """
 

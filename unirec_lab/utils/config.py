@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from unirec_lab.lit.metrics import metric_fn
+from unirec_lab.evaluation.metrics import metric_fn
 
 
 class ConfigError(ValueError):

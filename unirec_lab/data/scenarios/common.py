@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.raw import RawDataError, RawDataset
-from unirec_lab.data.schema import SPLITS, FeatureSpec, FieldSpec
+from unirec_lab.data.schema import FeatureSpec, FieldSpec
+from unirec_lab.features import SPLITS
 
 # Histories in the stats table are counted with the same cap the data module uses by default
 # (conf/data/default.yaml history_len); this only affects the reported statistic, never the bundle.

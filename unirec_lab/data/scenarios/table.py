@@ -47,7 +47,7 @@ from unirec_lab.data.scenarios.table_io import (
     require_columns,
 )
 from unirec_lab.data.scenarios.table_split import PROTOCOLS, split_levels_for
-from unirec_lab.data.schema import SPLITS
+from unirec_lab.features import SPLITS
 
 COLUMN_KEYS = ("user", "item", "timestamp", "rating", "label", "group")
 LABEL_RULES = ("implicit", "threshold", "column")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 from unirec_lab.models.embedding import FeatureEmbedding
 from unirec_lab.models.mlp import mlp
 

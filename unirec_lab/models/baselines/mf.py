@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 from unirec_lab.models.embedding import init_embedding
 
 Batch = dict[str, torch.Tensor]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 
 Batch = dict[str, torch.Tensor]
 KINDS = ("rate", "positives", "count")

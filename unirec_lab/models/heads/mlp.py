@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 from unirec_lab.models.heads.base import HeadInputs, ScenarioParams, module_params
 from unirec_lab.models.heads.routing import ScenarioPartition
 from unirec_lab.models.mlp import mlp

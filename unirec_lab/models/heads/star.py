@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from unirec_lab.data.features import FeatureSpace
+from unirec_lab.features import FeatureSpace
 from unirec_lab.models.heads.base import HeadInputs, ScenarioParams, stacked_params
 from unirec_lab.models.heads.routing import ScenarioPartition
 from unirec_lab.models.mlp import mlp

@@ -1,15 +1,8 @@
-"""The feature space of a multi-scenario run: global ids, embedding tables and feature matrices.
-
-Scenarios keep private user/item ids; to embed a mixed batch with one lookup, each scenario's ids are offset
-into one global id range (``0`` is padding). Feature fields become *slots*: one per embedding table
-(``<scenario>/<entity>/<field>`` for private fields, ``shared/<name>`` for shared ones), so a shared field
-used by several scenarios is one slot and one table. ``user_features`` / ``item_features`` are ``[ids+1, cols]``
-matrices of table indices (0 = missing); models gather from them, so batches only carry ids.
-"""
+"""Builds the run's :class:`~unirec_lab.features.FeatureSpace` from scenario bundles (needs the bundle schema,
+so it lives in data/ while the class itself sits in the neutral contract module)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,54 +10,7 @@ import pyarrow as pa
 import torch
 
 from unirec_lab.data.schema import Bundle, BundleError, FeatureSpec, FieldSpec
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A group of feature columns looked up in one table and pooled into one vector."""
-
-    table: str
-    kind: str
-    start: int
-    width: int
-
-
-@dataclass
-class FeatureSpace:
-    """Sizes (all from feature specs) and the feature matrices of a run."""
-
-    scenarios: list[str]
-    num_users: int  # global, including the padding row 0
-    num_items: int
-    user_offset: dict[str, int]
-    item_offset: dict[str, int]
-    tables: dict[str, int]  # table key -> vocabulary size
-    user_slots: list[Slot]
-    item_slots: list[Slot]
-    user_features: torch.Tensor = field(repr=False)
-    item_features: torch.Tensor = field(repr=False)
-    item_scenario: torch.Tensor = field(repr=False)  # [num_items] scenario index of each global item (-1 pad)
-    # filled by the datamodule from the train split only (popularity baselines, cold-start slices)
-    item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
-    item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
-    user_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_users]
-    user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
-
-    @property
-    def num_scenarios(self) -> int:
-        return len(self.scenarios)
-
-    def describe(self) -> dict[str, Any]:
-        """Sizes only: what a checkpoint must agree with to be loadable."""
-        return {"scenarios": self.scenarios, "num_users": self.num_users, "num_items": self.num_items,
-                "tables": self.tables, "user_slots": [s.__dict__ for s in self.user_slots],
-                "item_slots": [s.__dict__ for s in self.item_slots]}
-
-    def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
-        return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1
-
-    def global_users(self, scenario: str, local: np.ndarray) -> np.ndarray:
-        return np.asarray(local, dtype=np.int64) + self.user_offset[scenario] + 1
+from unirec_lab.features import FeatureSpace, Slot
 
 
 def _slots(specs: dict[str, FeatureSpec], entity: str) -> tuple[list[Slot], dict[str, int]]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unirec_lab.data.history import SPLIT_LEVEL
+from unirec_lab.features import SPLIT_LEVEL
 
 Batch = dict[str, torch.Tensor]
 
