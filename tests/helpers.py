@@ -72,4 +72,4 @@ def evaluate_checkpoint(ckpt, cfg, metrics=("auc",)) -> dict:
     with torch.no_grad():
         for b in dm.test_dataloader():
             ev.update(b, module(b))
-    return ev.compute()
+    return ev.compute_from(ev.gathered())

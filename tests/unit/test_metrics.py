@@ -104,9 +104,29 @@ def test_evaluator_counts_each_row_once_and_splits_by_scenario():
              "label": torch.tensor([0.0, 1.0, 1.0, 0.0]), "group": torch.tensor([0, 0, 1, 1])}
     ev.update(batch, torch.tensor([0.1, 0.9, 0.2, 0.8]))
     ev.update({k: v[:2] for k, v in batch.items()}, torch.tensor([0.1, 0.9]))  # padded duplicate rows
-    res = ev.compute()
+    res = ev.compute_from(ev.gathered())
     assert res["a"]["rows"] == 2 and res["b"]["rows"] == 2
     assert res["a"]["auc"] == 1.0 and res["b"]["auc"] == 0.0
     assert res["a"]["logloss"] == pytest.approx(log_loss([0, 1], 1 / (1 + np.exp(-np.array([0.1, 0.9])))))
     ev.reset()
-    assert ev.compute() == {}
+    assert ev.compute_from(ev.gathered()) == {}
+
+
+@pytest.mark.slow  # two spawned processes: ~10 s, most of it importing torch
+def test_ddp_gather_of_uneven_ranks_counts_each_row_once(tmp_path):
+    """Two gloo ranks with 5 and 3 rows (row 0 on both, as sampler padding): every rank gathers all 7 rows
+    once, in row order, and their metrics equal a single process's over the same rows."""
+    from gather_worker import eval_rows, gather_on_rank
+
+    shares = [[0, 1, 2, 3, 4], [5, 6, 0]]
+    torch.multiprocessing.spawn(gather_on_rank, args=(2, str(tmp_path / "init"), shares, str(tmp_path)), nprocs=2)
+    single = ScenarioEvaluator(["a", "b"], ["auc", "gauc"])
+    single.update(*eval_rows(torch.arange(7)))
+    want = single.gathered()
+    for rank in range(2):
+        got = dict(np.load(tmp_path / f"rank{rank}.npz"))
+        assert set(got) == set(want)
+        for k in want:
+            assert np.array_equal(got[k], want[k]), (rank, k)
+        assert single.compute_from(got) == single.compute_from(want)
+    assert list(want["row"]) == list(range(7))

@@ -15,7 +15,7 @@ from unirec_lab.models.heads.mlp import MLPTowers
 from unirec_lab.models.heads.mmoe import MMoE
 from unirec_lab.models.heads.pepnet import PEPNet
 from unirec_lab.models.heads.ple import PLE
-from unirec_lab.models.heads.routing import ScenarioPartition, route_by_scenario
+from unirec_lab.models.heads.routing import ScenarioPartition
 from unirec_lab.models.heads.star import STAR, StarLinear
 
 S, D, E = 3, 12, 6  # scenarios, trunk width, embedding width
@@ -62,12 +62,14 @@ def test_partition_matches_a_per_row_reference() -> None:
     scenario = torch.tensor([2, 0, 2, 1, 0, 2, 2])
     x = torch.randn(7, 4)
     mods = [torch.nn.Linear(4, 2) for _ in range(S)]
-    out = route_by_scenario(x, scenario, S, lambda s, xs: mods[s](xs))
+    part = ScenarioPartition(scenario, S)
+    out = part.map(lambda s, xs: mods[s](xs), x)  # the heads' path
     ref = torch.stack([mods[int(s)](x[i]) for i, s in enumerate(scenario)])
     assert torch.allclose(out, ref, atol=1e-6)
-    part = ScenarioPartition(scenario, S)
     assert torch.equal(part.merge(part.split(x)), x)
-    assert torch.equal(part.rows_of(2), torch.tensor([0, 2, 5, 6]))
+    # each present scenario's chunk holds exactly its rows, in batch order
+    assert part.present == [0, 1, 2]
+    assert [c.tolist() for c in part.split(torch.arange(7))] == [[1, 4], [3], [0, 2, 5, 6]]
     with pytest.raises(ValueError, match="out of range"):
         ScenarioPartition(torch.tensor([0, 3]), S)
     with pytest.raises(ValueError, match="empty"):

@@ -52,7 +52,7 @@ def test_slice_metrics_equal_sklearn_on_the_slice_rows():
     ev = ScenarioEvaluator(["a", "b"], names)
     ev.update({k: torch.from_numpy(np.asarray(v)) for k, v in data.items() if k != "logit"},
               torch.from_numpy(data["logit"]))
-    whole = ev.compute()
+    whole = ev.compute_from(ev.gathered())
     every = {"cold_user": np.ones(n, dtype=bool)}
     assert slice_metrics(data, every, ["a", "b"], ev.metrics)["a"]["cold_user"]["gauc"] == \
         pytest.approx(whole["a"]["gauc"], abs=1e-12)

@@ -1,6 +1,7 @@
 """Per-scenario evaluation metrics, exact and vectorised.
 
-- ``auc``: ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties (= sklearn).
+- ``auc``: ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties (scipy ``rankdata``;
+  = sklearn).
 - ``logloss``: mean binary cross-entropy computed from logits (stable; = sklearn's ``log_loss`` on sigmoids).
 - ``gauc``: AUC per group, weighted by group size; groups with a single class are skipped.
 - ``ndcg@K``, ``hr@K``, ``mrr``: ranking within each group (impression, user, or 1-vs-N candidate set) by
@@ -10,6 +11,7 @@
 
 :class:`ScenarioEvaluator` keeps one epoch's predictions (bounded by the evaluation set, reset every epoch),
 gathers them across ranks and counts every row once by its global row id, so DDP padding cannot skew it.
+``scripts/bench_metrics.py`` times these against torchmetrics' equivalents (README, "Metrics").
 """
 
 from __future__ import annotations
@@ -19,23 +21,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from scipy.stats import rankdata
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 METRIC_PATTERN = re.compile(r"^(auc|logloss|gauc|mrr|ndcg@\d+|hr@\d+)$")
 VALID_METRICS = "auc, logloss, gauc, mrr, ndcg@K, hr@K (K a positive integer)"
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank (as ``scipy.stats.rankdata``)."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    new = np.concatenate([[True], xs[1:] != xs[:-1]])
-    run_id = np.cumsum(new) - 1
-    starts = np.flatnonzero(new)
-    ends = np.concatenate([starts[1:], [len(xs)]])
-    avg = (starts + ends + 1) / 2.0  # mean of 1-based positions start+1 .. end
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = avg[run_id]
-    return ranks
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -44,7 +35,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = _average_ranks(np.asarray(scores, dtype=np.float64))
+    r = rankdata(np.asarray(scores, dtype=np.float64))
     return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
@@ -65,31 +56,23 @@ def _group_sort(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return order, starts, sizes
 
 
+def _ranks_within_groups(scores: np.ndarray, gid: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """1-based average ranks of ``scores`` within their group (``gid`` dense, ``size`` rows per group): one
+    ``rankdata`` of the (group, dense score rank) key, shifted by the rows of the groups before."""
+    key = gid * (len(scores) + 1) + rankdata(scores, method="dense").astype(np.int64)
+    return rankdata(key) - (np.cumsum(size) - size)[gid]
+
+
 def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
     y = np.asarray(labels) > 0.5
-    s = np.asarray(scores, dtype=np.float64)
-    g = np.asarray(groups)
     if len(y) == 0:
         return float("nan")
-    # average ranks of scores within each group: rank the pair (group, score) globally, subtract group offset
-    order = np.lexsort((s, g))
-    gs, ss = g[order], s[order]
-    new_g = np.concatenate([[True], gs[1:] != gs[:-1]])
-    new_run = new_g | np.concatenate([[True], ss[1:] != ss[:-1]])
-    run_id = np.cumsum(new_run) - 1
-    run_start = np.flatnonzero(new_run)
-    run_end = np.concatenate([run_start[1:], [len(gs)]])
-    g_start_of_row = np.maximum.accumulate(np.where(new_g, np.arange(len(gs)), 0))
-    g_start_of_run = g_start_of_row[run_start]
-    avg = (run_start + run_end + 1) / 2.0 - g_start_of_run
-    ranks = avg[run_id]
-    ys = y[order]
-    gid = np.cumsum(new_g) - 1
-    n_groups = gid[-1] + 1
-    n_pos = np.bincount(gid, weights=ys, minlength=n_groups)
-    size = np.bincount(gid, minlength=n_groups).astype(np.float64)
+    gid = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    size = np.bincount(gid).astype(np.float64)
+    ranks = _ranks_within_groups(np.asarray(scores, dtype=np.float64), gid, size)
+    n_pos = np.bincount(gid, weights=y, minlength=len(size))
     n_neg = size - n_pos
-    rank_sum = np.bincount(gid, weights=ranks * ys, minlength=n_groups)
+    rank_sum = np.bincount(gid, weights=ranks * y, minlength=len(size))
     ok = (n_pos > 0) & (n_neg > 0)
     if not ok.any():
         return float("nan")
@@ -157,6 +140,11 @@ def metric_fn(name: str) -> MetricFn:
     return lambda y, z, g: fn(y, z, g, int(k))
 
 
+# the columns one evaluation row keeps, with fixed dtypes so every DDP rank gathers alike (even an empty one)
+COLUMNS = {"row": torch.int64, "scenario": torch.int64, "label": torch.float32, "group": torch.int64,
+           "logit": torch.float32}
+
+
 class ScenarioEvaluator:
     """Collects one evaluation epoch and computes ``{scenario: {metric: value}}``."""
 
@@ -171,30 +159,24 @@ class ScenarioEvaluator:
         self._parts: list[dict[str, torch.Tensor]] = []
 
     def update(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> None:
-        self._parts.append({"row": batch["row"].detach().cpu(), "scenario": batch["scenario"].detach().cpu(),
-                            "label": batch["label"].detach().cpu(), "group": batch["group"].detach().cpu(),
-                            "logit": logits.detach().float().cpu()})
+        cols = {**batch, "logit": logits}
+        self._parts.append({k: cols[k].detach().to("cpu", dtype) for k, dtype in COLUMNS.items()})
 
-    def gathered(self, all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 world_size: int = 1) -> dict[str, np.ndarray]:
-        """This epoch's rows from every rank, each global row once, in row order."""
-        keys = ("row", "scenario", "label", "group", "logit")
-        if self._parts:
-            local = {k: torch.cat([p[k] for p in self._parts]) for k in keys}
-        else:
-            local = {k: torch.zeros(0) for k in keys}
-        if world_size > 1 and all_gather is not None:
-            local = _gather_uneven(local, all_gather)
-        row = local["row"].long().numpy()
-        _, first = np.unique(row, return_index=True)
+    def gathered(self) -> dict[str, np.ndarray]:
+        """This epoch's rows from every rank, each global row once, in row order.
+
+        Under DDP, torchmetrics' ``gather_all_tensors`` collects every rank's rows (lengths may differ); rows a
+        ``DistributedSampler`` padded in twice share a row id and are kept once."""
+        local = {k: torch.cat([p[k] for p in self._parts]) if self._parts else torch.zeros(0, dtype=dtype)
+                 for k, dtype in COLUMNS.items()}
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            local = {k: torch.cat([t.cpu() for t in gather_all_tensors(v.to(on))]) for k, v in local.items()}
+        _, first = np.unique(local["row"].numpy(), return_index=True)
         return {k: v.numpy()[first] for k, v in local.items()}
 
-    def compute(self, all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                world_size: int = 1) -> dict[str, dict[str, float]]:
-        return self.compute_from(self.gathered(all_gather, world_size))
-
     def compute_from(self, data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-        """Metrics of already gathered rows (so slices can reuse one gather)."""
+        """Metrics of gathered rows (:meth:`gathered`), per scenario; slices reuse the same gather."""
         out: dict[str, dict[str, float]] = {}
         for s_idx, name in enumerate(self.scenarios):
             m = data["scenario"] == s_idx
@@ -204,16 +186,3 @@ class ScenarioEvaluator:
             out[name] = {k: fn(y, z, g) for k, fn in self.metrics.items()}
             out[name]["rows"] = int(m.sum())
         return out
-
-
-def _gather_uneven(local: dict[str, torch.Tensor], all_gather: Callable) -> dict[str, torch.Tensor]:
-    """all_gather tensors whose length differs per rank: pad to the max length, then drop the padding."""
-    n = torch.tensor([len(local["row"])])
-    sizes = all_gather(n).reshape(-1)
-    max_n = int(sizes.max())
-    out = {}
-    for k, v in local.items():
-        pad = torch.zeros(max_n - len(v), dtype=v.dtype)
-        g = all_gather(torch.cat([v, pad]))  # [world, max_n]
-        out[k] = torch.cat([g[r, : int(sizes[r])] for r in range(len(sizes))]).cpu()
-    return out

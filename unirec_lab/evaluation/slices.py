@@ -11,13 +11,14 @@ metrics only (``POINTWISE``: AUC and LogLoss); ranking metrics on part of a cand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from unirec_lab.evaluation.metrics import MetricFn
+
 USER_SLICES = ("cold_user", "warm_user")
-ITEM_SLICES = ("cold_item", "warm_item")
 POINTWISE = ("auc", "logloss")
 
 
@@ -33,7 +34,7 @@ def slice_masks(split: dict[str, torch.Tensor], user_train_pos: torch.Tensor, it
 
 
 def slice_metrics(data: dict[str, np.ndarray], masks: dict[str, np.ndarray], scenarios: Sequence[str],
-                  metric_fns: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]]
+                  metric_fns: dict[str, MetricFn]
                   ) -> dict[str, dict[str, dict[str, float]]]:
     """``{scenario: {slice: {metric: value, "rows": n, "positives": p}}}`` for gathered evaluation rows
     (``data`` as :meth:`ScenarioEvaluator.gathered` returns it); empty slices are left out."""

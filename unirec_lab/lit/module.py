@@ -100,7 +100,7 @@ class RecLitModule(pl.LightningModule):
         self.test_eval.reset()
 
     def _finish(self, stage: str, ev: ScenarioEvaluator) -> dict[str, dict[str, float]]:
-        data = ev.gathered(self.all_gather, self.trainer.world_size if self._trainer else 1)
+        data = ev.gathered()
         ev.reset()
         res = ev.compute_from(data)
         if stage == "test" and self.test_slice_masks is not None:

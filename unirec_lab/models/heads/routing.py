@@ -61,14 +61,3 @@ class ScenarioPartition:
     def map(self, fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
         """``out[rows of s] = fn(s, *[x[rows of s] for x in xs])``; differentiable."""
         return self.merge([fn(s, *chunk) for s, chunk in self.chunks(*xs)])
-
-    def rows_of(self, scenario_index: int) -> torch.Tensor:
-        """Row indices (batch order) of one scenario."""
-        start = sum(self.sizes[:scenario_index])
-        return self.order[start:start + self.sizes[scenario_index]]
-
-
-def route_by_scenario(x: torch.Tensor, scenario: torch.Tensor, num_scenarios: int,
-                      fn: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``out[r] = fn(s, x[rows of s])[r]`` for each scenario ``s`` present in the batch; differentiable."""
-    return ScenarioPartition(scenario, num_scenarios).map(fn, x)
