@@ -68,6 +68,9 @@ def test_gauc_hand_computed_skips_single_class_groups():
     g = np.array([0, 0, 1, 1, 1, 2, 2])  # group 2 has only positives -> skipped
     # group 0: auc 1 (size 2); group 1: pos 0.2 vs negs 0.8, 0.5 -> 0 (size 3)
     assert gauc(y, z, g) == pytest.approx((1.0 * 2 + 0.0 * 3) / 5)
+    # a NaN score has no rank: no number rather than a wrong one
+    assert math.isnan(gauc(y, np.where(np.arange(7) == 3, np.nan, z), g))
+    assert math.isnan(auc(y, np.where(np.arange(7) == 3, np.nan, z)))
 
 
 def test_ndcg_hand_computed():

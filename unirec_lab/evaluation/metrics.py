@@ -65,11 +65,12 @@ def _ranks_within_groups(scores: np.ndarray, gid: np.ndarray, size: np.ndarray) 
 
 def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
     y = np.asarray(labels) > 0.5
-    if len(y) == 0:
+    s = np.asarray(scores, dtype=np.float64)
+    if len(y) == 0 or np.isnan(s).any():  # a NaN score has no rank
         return float("nan")
     gid = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
     size = np.bincount(gid).astype(np.float64)
-    ranks = _ranks_within_groups(np.asarray(scores, dtype=np.float64), gid, size)
+    ranks = _ranks_within_groups(s, gid, size)
     n_pos = np.bincount(gid, weights=y, minlength=len(size))
     n_neg = size - n_pos
     rank_sum = np.bincount(gid, weights=ranks * y, minlength=len(size))
