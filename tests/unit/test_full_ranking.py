@@ -56,6 +56,8 @@ def test_known_values_with_masking_and_two_scenarios():
     assert other["users"] == 1 and other["recall@1"] == 1.0 and other["candidates"] == 2
     with pytest.raises(ValueError, match="ks"):
         full_ranking_metrics(model, splits, ["a", "b"], "a", item_scenario, ks=(0,))
+    with pytest.raises(ValueError, match=r"full ranking scenario 'c': expected one of \['a', 'b'\]"):
+        full_ranking_metrics(model, splits, ["a", "b"], "c", item_scenario)
 
 
 def test_matches_a_per_user_brute_force_on_a_real_model(tiny_dm):

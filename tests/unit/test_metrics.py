@@ -115,7 +115,7 @@ def test_evaluator_counts_each_row_once_and_splits_by_scenario():
     assert ev.compute_from(ev.gathered()) == {}
 
 
-@pytest.mark.slow  # two spawned processes: ~10 s, most of it importing torch
+@pytest.mark.slow  # two spawned processes: ~7 s idle, most of it importing torch
 def test_ddp_gather_of_uneven_ranks_counts_each_row_once(tmp_path):
     """Two gloo ranks with 5 and 3 rows (row 0 on both, as sampler padding): every rank gathers all 7 rows
     once, in row order, and their metrics equal a single process's over the same rows."""

@@ -56,6 +56,8 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
     ``max_rows`` bounds the (user, item) rows of one forward pass (memory)."""
     if not ks or min(ks) < 1:
         raise ValueError(f"full ranking ks={list(ks)}: expected positive integers")
+    if scenario not in scenario_names:
+        raise ValueError(f"full ranking scenario {scenario!r}: expected one of {list(scenario_names)}")
     s_idx = list(scenario_names).index(scenario)
     data = splits[split]
     first = _first_positive_rows(data, s_idx)
