@@ -1,4 +1,4 @@
-"""result.json has one reader: read_record checks the shape; unirec-report lists bad files, shows inf / nan."""
+"""result.json has one reader: RunRecord.read checks the shape; unirec-report lists bad files, shows inf / nan."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from unirec_lab.cli.report import main
-from unirec_lab.results.aggregate import aggregate, load_runs
-from unirec_lab.results.record import SCHEMA_VERSION, RecordError, read_record, write_result
+from unirec_lab.results.aggregate import aggregate
+from unirec_lab.results.record import SCHEMA_VERSION, RecordError, RunRecord, write_result
 from unirec_lab.results.report import render_latex, render_markdown
+from unirec_lab.results.runs import load_runs
 
 
 def record(model: str, seed: int, test: dict, **extra) -> dict:
@@ -29,16 +30,16 @@ def put(root: Path, name: str, rec) -> Path:
 
 def test_write_then_read_roundtrip_with_version(tmp_path):
     path = write_result(tmp_path, record("unified", 1, {"news": {"auc": 0.7, "rows": 10}}))
-    rec = read_record(path)
-    assert rec["schema_version"] == SCHEMA_VERSION == 1 and rec["test"]["news"]["auc"] == 0.7
+    rec = RunRecord.read(path)
+    assert rec.schema_version == SCHEMA_VERSION == 1 and rec.test["news"]["auc"] == 0.7
     assert json.loads(path.read_text())["schema_version"] == 1
 
 
 def test_records_without_schema_version_read_as_version_1(tmp_path):
     legacy = put(tmp_path, "old", {k: v for k, v in record("unified", 1, {"news": {"auc": 0.7}}).items()})
-    assert read_record(legacy)["schema_version"] == 1
+    assert RunRecord.read(legacy).schema_version == 1
     older = put(tmp_path, "older", {"result_version": 1, **record("unified", 1, {"news": {"auc": 0.7}})})
-    assert read_record(older)["schema_version"] == 1
+    assert RunRecord.read(older).schema_version == 1
 
 
 @pytest.mark.parametrize("rec, problem", [
@@ -58,7 +59,7 @@ def test_records_without_schema_version_read_as_version_1(tmp_path):
 def test_bad_shapes_are_one_line_naming_the_file(tmp_path, rec, problem):
     path = put(tmp_path, "r", rec)
     with pytest.raises(RecordError) as e:
-        read_record(path)
+        RunRecord.read(path)
     assert str(e.value).startswith(f"{path}: ") and problem in str(e.value) and "\n" not in str(e.value)
     assert e.value.kind == "invalid"
 
@@ -67,12 +68,12 @@ def test_unparsable_json_is_unreadable(tmp_path):
     path = tmp_path / "result.json"
     path.write_text('{"status": "completed",\n "model": }')
     with pytest.raises(RecordError, match=r"result.json: not valid JSON \(Expecting value at line 2 column 11\)") as e:
-        read_record(path)
+        RunRecord.read(path)
     assert e.value.kind == "unreadable"
 
 
 def test_writer_refuses_what_the_reader_would_reject(tmp_path):
-    with pytest.raises(RecordError, match="refusing to write a record read_record would reject: test.news"):
+    with pytest.raises(RecordError, match="refusing to write a record RunRecord.read would reject: test.news"):
         write_result(tmp_path, record("u", 1, {"news": "0.7"}))
     assert not (tmp_path / "result.json").exists()
 
@@ -127,7 +128,7 @@ def test_nonfinite_metrics_render_as_inf_and_nan(tmp_path):
     assert (tmp_path / "out" / "plot.png").stat().st_size > 0
 
 
-def test_seqrec_table_reads_through_read_record(tmp_path, capsys):
+def test_seqrec_table_reads_through_run_record(tmp_path, capsys):
     from unirec_lab.seqrec.table import main as table_main
 
     bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})

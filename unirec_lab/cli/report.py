@@ -23,15 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unirec_lab.results.aggregate import (
-    DEFAULT_BASELINE,
-    DEFAULT_METRICS,
-    IncomparableRuns,
-    aggregate,
-    find_run_dirs,
-    load_runs,
-)
+from unirec_lab.results.aggregate import DEFAULT_BASELINE, DEFAULT_METRICS, aggregate
+from unirec_lab.results.grouping import IncomparableRuns
 from unirec_lab.results.report import FORMATS, render_markdown, write_report
+from unirec_lab.results.runs import find_run_dirs, load_runs
 
 
 def _csv_list(text: str) -> list[str]:
