@@ -134,3 +134,63 @@ def test_seqrec_table_reads_through_run_record(tmp_path, capsys):
     bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})
     assert table_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == f"error: {bad}: test.Beauty.ndcg@10 is '0.3', expected a number\n"
+
+
+def train_shaped(**over) -> dict:
+    """Every key unirec_lab.train and unirec_lab.seqrec.train write (values shaped like theirs)."""
+    rec = {"status": "completed", "model": "unified", "mode": "joint", "description": "shared backbone",
+           "run_name": "unified-mean-mlp-10p-s1", "experiment": "t", "scenarios": ["news"], "seed": 1,
+           "overrides": ["seed=1"], "config": {"seed": 1}, "config_flat": {"seed": 1}, "git_sha": "abc",
+           "packages": {"python": "3.11"}, "selection": {"monitor": "val/mean/auc", "best_epoch": 0},
+           "val": {"news": {"auc": 0.6}}, "test": {"news": {"auc": 0.7, "rows": 10}}, "test_slices": {},
+           "test_full_ranking": {}, "val_history": [{"epoch": 0}], "num_parameters": 10, "wall_seconds": 1.5,
+           "train_rows": 100, "train_seconds": 1.0, "train_samples_per_second": None, "eval_seconds": 0.2,
+           "train_targets": 300, "train_targets_per_second": 300.0, "seconds_per_epoch": 1.0,
+           "data": {"news": {"rows": 10}}}
+    return {**rec, **over}
+
+
+def test_train_shaped_record_roundtrips_typed(tmp_path):
+    path = write_result(tmp_path, train_shaped())
+    rec = RunRecord.read(path)
+    assert (rec.model, rec.seed, rec.num_parameters, rec.selection["best_epoch"]) == ("unified", 1, 10, 0)
+    assert rec.extra == {} and rec.train_samples_per_second is None
+    on_disk = json.loads(path.read_text())
+    assert "train_samples_per_second" not in on_disk  # None = not recorded
+    assert on_disk == {"schema_version": 1, **{k: v for k, v in train_shaped().items() if v is not None}}
+    assert RunRecord.from_dict(on_disk).to_dict() == on_disk
+
+
+def test_unknown_keys_are_kept_when_reading_and_refused_when_writing(tmp_path):
+    path = put(tmp_path, "old", {**record("u", 1, {"news": {"auc": 0.5}}), "result_version": 1, "legacy": [1]})
+    rec = RunRecord.read(path)
+    assert rec.extra == {"legacy": [1]} and rec.to_dict()["legacy"] == [1] and "result_version" not in rec.to_dict()
+    with pytest.raises(RecordError) as e:
+        write_result(tmp_path / "new", train_shaped(trian_rows=3))
+    assert str(e.value) == (f"{tmp_path / 'new' / 'result.json'}: refusing to write a record RunRecord.read would "
+                            "reject: unknown key(s) 'trian_rows': add them to RunRecord "
+                            "(unirec_lab/results/record.py) first")
+    with pytest.raises(RecordError, match="unknown key"):
+        rec.write(tmp_path / "again")  # what was read is not written back with keys this version does not know
+    assert not (tmp_path / "new").exists() and not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("num_parameters", "10", "num_parameters is a string, expected an integer"),
+    ("wall_seconds", True, "wall_seconds is a boolean, expected a number"),
+    ("selection", [1], "selection is a list, expected an object"),
+    ("git_sha", 5, "git_sha is int 5, expected a string"),
+])
+def test_optional_fields_of_the_wrong_type_are_one_line(tmp_path, key, value, problem):
+    path = put(tmp_path, "r", train_shaped(**{key: value}))
+    with pytest.raises(RecordError) as e:
+        RunRecord.read(path)
+    assert str(e.value) == f"{path}: {problem}"
+
+
+def test_a_record_that_did_not_complete_is_listed_with_its_error(tmp_path):
+    put(tmp_path, "crashed", {"status": "diverged", "error": "Traceback\nFloatingPointError: loss is nan",
+                              "overrides": ["lr=10"]})
+    runs, failures = load_runs([tmp_path])
+    assert runs.empty and [(f.status, f.reason, f.overrides) for f in failures] == [
+        ("diverged", "FloatingPointError: loss is nan", ["lr=10"])]

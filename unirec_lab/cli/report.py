@@ -10,7 +10,7 @@
 ``slices.md/.tex/.csv/.png``: where the unified model's gains over the baseline come from.
 
 Every run dir under the inputs is found (``result.json``; ``failure.json`` or ``.hydra/`` / ``checkpoints/``
-without ``result.json`` = failed / incomplete; a ``result.json`` that ``read_record`` rejects = invalid or
+without ``result.json`` = failed / incomplete; a ``result.json`` that ``RunRecord.read`` rejects = invalid or
 unreadable, with the reason; all listed in their own section, never tabulated). Runs are pooled over seeds only
 when their configs agree on everything but seed, model keys and paths; otherwise each config is its own group
 (``--strict``: refuse instead). Conventions (std, gain sign, tests) are in ``unirec_lab/results/aggregate.py``

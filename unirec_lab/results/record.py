@@ -204,7 +204,7 @@ class RunRecord:
                    extra={k: rec[k] for k in unknown})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: ``schema_version`` first, unrecorded (``None``) fields left out, then ``extra``."""
+        """The JSON object: every recorded field (``None`` = not recorded, left out), then ``extra``."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         return {**{k: v for k, v in out.items() if v is not None}, **self.extra}
 
