@@ -78,15 +78,15 @@ def _value_rows(runs: pd.DataFrame, idx: list[int], g: Group, model_of: dict[int
                 scen_of: dict[tuple[int, str], str], metrics: list[str]) -> list[dict]:
     """One row per (run, scenario, metric) of a group; ``recorded`` = the run has a number (NaN / inf included)."""
     rows = []
-    for i in idx:
-        for sc, vals in runs.loc[i, "test"].items():
+    cols = runs.loc[idx, ["seed", "run_dir", "mtime", "test"]]
+    for i, seed, run_dir, mtime, test in cols.itertuples(name=None):
+        for sc, vals in test.items():
             for m in metrics:
                 v = vals.get(m) if isinstance(vals, dict) else None
                 recorded = isinstance(v, int | float) and not isinstance(v, bool)
-                rows.append({"group": g.name, "model": model_of[i], "seed": runs.loc[i, "seed"],
-                             "scenario": scen_of[(i, sc)], "metric": m, "value": float(v) if recorded else math.nan,
-                             "run_dir": runs.loc[i, "run_dir"], "mtime": runs.loc[i, "mtime"],
-                             "recorded": recorded})
+                rows.append({"group": g.name, "model": model_of[i], "seed": seed, "scenario": scen_of[(i, sc)],
+                             "metric": m, "value": float(v) if recorded else math.nan, "run_dir": run_dir,
+                             "mtime": mtime, "recorded": recorded})
     return rows
 
 

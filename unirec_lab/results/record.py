@@ -152,7 +152,6 @@ def check_record(rec: Any) -> int:
     return version
 
 
-
 @dataclass
 class RunRecord:
     """One run's ``result.json``. ``None`` = not recorded (left out of the file)."""
@@ -229,23 +228,25 @@ class RunRecord:
             raise RecordError(e.problem, path) from None
 
     def write(self, run_dir: Path | str) -> Path:
-        """Check the record as :meth:`read` will, then write ``<run_dir>/result.json`` atomically."""
+        """Check the record as :meth:`read` will (unknown keys refused), then write ``<run_dir>/result.json``
+        atomically."""
         path = Path(run_dir) / RESULT_FILE
-        try:
-            RunRecord.from_dict(self.to_dict(), strict=True)
-        except RecordError as e:
-            raise RecordError(f"refusing to write a record RunRecord.read would reject: {e.problem}", path) from None
-        atomic_write_json(path, self.to_dict())
+        atomic_write_json(path, _checked(self.to_dict(), path))
         return path
 
 
-def write_result(run_dir: Path | str, record: dict[str, Any]) -> Path:
-    """Write a run's record given as a dict (what ``train.py`` builds): a :class:`RunRecord`, checked, atomic."""
-    path = Path(run_dir) / RESULT_FILE
+def _checked(rec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``rec`` if :meth:`RunRecord.read` would accept it and it has no unknown keys; :class:`RecordError` else."""
     try:
-        rec = RunRecord.from_dict({"schema_version": SCHEMA_VERSION, **record}, strict=True)
+        RunRecord.from_dict(rec, strict=True)
     except RecordError as e:
         raise RecordError(f"refusing to write a record RunRecord.read would reject: {e.problem}", path) from None
-    return rec.write(run_dir)
+    return rec
+
+
+def write_result(run_dir: Path | str, record: dict[str, Any]) -> Path:
+    """Write a run's record given as a dict (what ``train.py`` builds) as a checked :class:`RunRecord`."""
+    rec = {"schema_version": SCHEMA_VERSION, **record}
+    return RunRecord.from_dict(_checked(rec, Path(run_dir) / RESULT_FILE), strict=True).write(run_dir)
 
 
