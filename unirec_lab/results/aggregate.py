@@ -1,8 +1,11 @@
 """Many runs' ``result.json`` -> one long table: mean ± std over seeds, gain over a baseline, paired tests.
 
-    runs, failures = load_runs(["multirun/main"])
+    runs, failures = load_runs(["multirun/main"])   # results/runs.py
     agg = aggregate(runs, failures, baseline="per_scenario", metrics=["auc", "logloss"])
     agg.table          # one row per (group, model, scenario, metric)
+
+This module orchestrates: ``runs.py`` finds and loads the runs, ``grouping.py`` decides which are comparable and
+labels them, ``stats.py`` computes the statistics, ``report.py`` renders them (through ``tables.py``).
 
 Conventions (the rendered tables repeat them under every table):
 
