@@ -24,15 +24,11 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    RawScenarioSource,
-    interaction_keys,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    sample_negatives,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import list_column, multi_field
+from unirec_lab.data.scenarios.ids import interaction_keys
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
+from unirec_lab.data.scenarios.negatives import sample_negatives
 from unirec_lab.data.scenarios.raw import RawDataError, parse_int_list, read_json, read_lines
 from unirec_lab.data.schema import FieldSpec
 

@@ -24,16 +24,12 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    RawScenarioSource,
-    contains_sorted,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    per_user_chrono_split,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import list_column, multi_field
+from unirec_lab.data.scenarios.ids import contains_sorted
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
+from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
 
 
