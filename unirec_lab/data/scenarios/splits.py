@@ -25,27 +25,20 @@ def split_names(level: np.ndarray) -> pd.Series:
 
 def per_user_chrono_split(user: np.ndarray, order: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.1,
                           min_rows: int = 3) -> np.ndarray:
-    """Split level per row: each user's last ``test_frac`` rows (by ``order``, ties by row order) -> test (2),
-    the ``val_frac`` before -> val (1), the rest -> train (0).
+    """Split level per row (``user``: dense ids ``>= 0``): each user's last ``test_frac`` rows (by ``order``,
+    ties by row order) -> test (2), the ``val_frac`` before -> val (1), the rest -> train (0).
 
     Counts per user are ``max(1, round_half_up(frac * n))`` (0 when ``frac == 0``); users with fewer than
     ``min_rows`` rows go entirely to train (they cannot fill three splits).
     """
     user = np.asarray(user, dtype=np.int64)
-    n = len(user)
-    idx = np.lexsort((np.arange(n), np.asarray(order), user))
-    u_sorted = user[idx]
-    starts = np.r_[0, np.flatnonzero(u_sorted[1:] != u_sorted[:-1]) + 1]
-    counts = np.diff(np.r_[starts, n])
-    rank_sorted = np.arange(n) - np.repeat(starts, counts)
-    cnt_sorted = np.repeat(counts, counts)
-    n_test = np.maximum(int(test_frac > 0), np.floor(test_frac * cnt_sorted + 0.5)).astype(np.int64)
-    n_val = np.maximum(int(val_frac > 0), np.floor(val_frac * cnt_sorted + 0.5)).astype(np.int64)
-    lvl = np.where(rank_sorted >= cnt_sorted - n_test, 2, np.where(rank_sorted >= cnt_sorted - n_test - n_val, 1, 0))
-    lvl[cnt_sorted < min_rows] = 0
-    level = np.empty(n, dtype=np.int64)
-    level[idx] = lvl
-    return level
+    rank = positions_in_user(user, order)
+    cnt = np.bincount(user)[user] if len(user) else np.zeros(0, dtype=np.int64)
+    n_test = np.maximum(int(test_frac > 0), np.floor(test_frac * cnt + 0.5)).astype(np.int64)
+    n_val = np.maximum(int(val_frac > 0), np.floor(val_frac * cnt + 0.5)).astype(np.int64)
+    level = np.where(rank >= cnt - n_test, 2, np.where(rank >= cnt - n_test - n_val, 1, 0))
+    level[cnt < min_rows] = 0
+    return level.astype(np.int64)
 
 
 def leave_one_out_split(user: np.ndarray, order: np.ndarray, min_user_rows: int = 3) -> np.ndarray:
