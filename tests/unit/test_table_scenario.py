@@ -16,8 +16,9 @@ import pytest
 
 from unirec_lab.data.datamodule import MultiScenarioDataModule
 from unirec_lab.data.prepare import fingerprint_key, prepare_bundle
-from unirec_lab.data.scenarios.common import DEFAULT_TEXT_BUCKETS, word_id
-from unirec_lab.data.scenarios.raw import RawDataError, RawDataset, default_raw_dir
+from unirec_lab.data.scenarios.base import RawDataset
+from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, word_id
+from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir
 from unirec_lab.data.scenarios.table import TableScenario
 from unirec_lab.data.scenarios.table_io import TableScenarioError
 from unirec_lab.data.schema import BundleError, read_bundle

@@ -111,7 +111,6 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
         self.space.item_train_pos = torch.bincount(tr["item"], weights=tr["label"].double(),
                                                    minlength=self.space.num_items).long()
-        self.space.user_train_count = torch.bincount(tr["user"], minlength=self.space.num_users)
         self.space.user_train_pos = torch.bincount(tr["user"], weights=tr["label"].double(),
                                                    minlength=self.space.num_users).long()
         log.info("rows per split: %s", {s: len(t["label"]) for s, t in self.splits.items()})

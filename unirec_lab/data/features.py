@@ -47,7 +47,6 @@ class FeatureSpace:
     # filled by the datamodule from the train split only (popularity baselines, cold-start slices)
     item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
     item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
-    user_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_users]
     user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
 
     @property
