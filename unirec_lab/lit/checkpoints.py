@@ -22,21 +22,41 @@ def run_signature(config_flat: dict[str, Any]) -> dict[str, str]:
             and not k.startswith("data.cache_dir")}
 
 
-def check_resumable(path: Path, module: nn.Module, signature: dict[str, str]) -> None:
-    """Raise :class:`IncompatibleCheckpointError` naming what differs; never unpickles arbitrary objects."""
+def _load(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
         raise IncompatibleCheckpointError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: "
                                           f"{str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict):
+        raise IncompatibleCheckpointError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__})")
+    return ckpt
+
+
+def check_signature(path: Path, signature: dict[str, str], ckpt: dict[str, Any] | None = None) -> None:
+    """Refuse a checkpoint without this config's signature, naming a differing key."""
+    ckpt = _load(path) if ckpt is None else ckpt
     saved = (ckpt.get("unirec") or {}).get("signature")
-    if saved is not None:
-        diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
-        if diff:
-            k = diff[0]
-            raise IncompatibleCheckpointError(
-                f"{path}: written by a different config ({len(diff)} key(s) differ, e.g. {k}: checkpoint "
-                f"{saved.get(k)!r} vs now {signature.get(k)!r}); start a new run dir instead of resume")
+    if not isinstance(saved, dict):
+        raise IncompatibleCheckpointError(f"{path}: carries no config signature (not written by unirec-train, or "
+                                          "by an older version); start a new run dir instead of resume")
+    refuse_other_config(path, saved, signature)
+
+
+def refuse_other_config(path: Path, saved: dict[str, Any], signature: dict[str, str]) -> None:
+    """Raise naming one differing key (and how many differ) when ``saved`` is not ``signature``."""
+    diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
+    if diff:
+        k = diff[0]
+        raise IncompatibleCheckpointError(
+            f"{path}: written by a different config ({len(diff)} key(s) differ, e.g. {k}: saved "
+            f"{saved.get(k)!r} vs now {signature.get(k)!r}); start a new run dir instead of resume")
+
+
+def check_resumable(path: Path, module: nn.Module, signature: dict[str, str]) -> None:
+    """Raise :class:`IncompatibleCheckpointError` naming what differs; never unpickles arbitrary objects."""
+    ckpt = _load(path)
+    check_signature(path, signature, ckpt)
     state = ckpt.get("state_dict", {})
     own = module.state_dict()
     for k, v in own.items():
