@@ -2,7 +2,8 @@
 
 While training, the handler only raises a flag and :class:`StopOnSignal` raises at the next batch boundary (so a
 checkpoint being written is finished first; ``latest.ckpt`` of the last finished epoch is what a resume continues
-from). Outside training (data preparation, test) the handler raises at once: there is nothing half-written to
+from). Lightning's own SIGTERM handling (which ends ``fit`` with a ``SIGTERMException``, exit status 0) is
+turned into the same :class:`RunInterrupted`. Outside training (data preparation, test) the handler raises at once: there is nothing half-written to
 protect (every file is written atomically). A second signal while stopping raises at once too.
 """
 
@@ -16,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -33,6 +35,7 @@ class RunInterrupted(Exception):  # noqa: N818 - it is a request, not an error
 class _State:
     pending: int | None = None
     deferred = False  # True while training: raise at the next batch boundary instead of inside the handler
+    where = "(outside training)"
 
 
 _state = _State()
@@ -42,7 +45,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if _state.deferred and _state.pending is None:
         _state.pending = signum
         return
-    raise RunInterrupted(signum, "(outside training)" if not _state.deferred else "(second signal)")
+    raise RunInterrupted(signum, _state.where if not _state.deferred else "(second signal)")
 
 
 @contextmanager
@@ -52,9 +55,11 @@ def signals_interrupt() -> Iterator[None]:
         yield
         return
     old = {s: signal.signal(s, _handler) for s in HANDLED}
-    _state.pending, _state.deferred = None, False
+    _state.pending, _state.deferred, _state.where = None, False, "(outside training)"
     try:
         yield
+    except SIGTERMException:  # Lightning stopped fit on SIGTERM at its own safe point
+        raise RunInterrupted(signal.SIGTERM, _state.where) from None
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -68,7 +73,7 @@ class StopOnSignal(pl.Callback):
         if _state.pending is not None:
             signum, _state.pending = _state.pending, None
             _state.deferred = False
-            raise RunInterrupted(signum, f"during epoch {trainer.current_epoch}")
+            raise RunInterrupted(signum, _state.where)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _state.deferred = True
@@ -76,6 +81,7 @@ class StopOnSignal(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _state.deferred = False
         self._check(trainer)
+        _state.where = "(after training)"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         _state.deferred = False
@@ -89,4 +95,5 @@ class StopOnSignal(pl.Callback):
         self._check(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _state.where = f"during epoch {trainer.current_epoch}"
         self._check(trainer)
