@@ -46,7 +46,7 @@ from unirec_lab.utils.config import check_config, flat_config, resolved_config, 
 from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.loggers import build_logger, finish_loggers
 from unirec_lab.utils.memory import embedding_bytes, ensure_fits
-from unirec_lab.utils.rundir import clear_stale_failure, run_dir_of
+from unirec_lab.utils.rundir import RunDirError, clear_stale_failure, is_resume_dir, run_dir_of
 from unirec_lab.utils.signals import StopOnSignal, signals_interrupt
 
 log = logging.getLogger("unirec_lab.train")
@@ -204,6 +204,9 @@ def _train(cfg: DictConfig) -> float:
     check_config(cfg)
     run_dir = run_dir_of(cfg)
     signature = run_signature(flat_config(cfg))
+    if is_resume_dir(cfg.get("resume")) and Path(cfg.paths.output_dir).resolve() != run_dir.resolve():
+        raise RunDirError(f"resume={cfg.resume} and hydra.run.dir={cfg.paths.output_dir} name two different run "
+                          "dirs; give resume=<run dir> alone")
     if cfg.get("resume"):
         prepare_resume(run_dir, list(cfg.scenarios), cfg.model.mode == "separate", signature, cfg.resume)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -230,6 +230,15 @@ def test_bad_run_dir_requests_refused_without_creating_dirs(tmp_path, args, expe
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
+def test_resume_dir_and_another_run_dir_are_refused(tmp_path):
+    from unirec_lab.utils.rundir import RunDirError
+
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RunDirError, match=r"resume=.*/b and hydra.run.dir=.*/a name two different run dirs"):
+        run_in_process(tmp_path / "a", [f"resume={tmp_path / 'b'}"], tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
 # 11. config guards: before data prep, one line naming the key
 @pytest.mark.parametrize("override, expected", [
     ("trainer.max_epochs=0", "trainer.max_epochs=0, expected a positive integer"),
