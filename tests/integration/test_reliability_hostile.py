@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -127,7 +128,8 @@ def test_sigterm_interrupts_then_resume_equals_uninterrupted(tmp_path):
                           f"+extra_callbacks=[{{_target_: helpers.SignalAtStep, step: {2 * steps + 2}}}]"])
     assert term.returncode == 143, term.stderr[-2000:]
     line = last_line(term)
-    assert line.startswith("interrupted by SIGTERM during epoch 2") and f"unirec-train resume={run}" in line
+    assert line.startswith(f"interrupted by SIGTERM during epoch 2: run {run} stopped; continue with: "
+                           f"unirec-train resume={run} ")
     assert "trainer.max_epochs=3" in line and "Traceback" not in term.stderr
     fail = json.loads((run / "failure.json").read_text())
     assert fail["status"] == "interrupted" and fail["signal"] == "SIGTERM"
@@ -148,8 +150,10 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
     proc = cli(tmp_path, [f"hydra.run.dir={run}", *BASE, "trainer.max_epochs=1",
                           "+extra_callbacks=[{_target_: helpers.SignalAtStep, step: 2, signal: SIGINT}]"])
     assert proc.returncode == 130, proc.stderr[-2000:]
-    assert last_line(proc).startswith("interrupted by SIGINT during epoch 0")
-    assert f"continue with: unirec-train resume={run}" in last_line(proc)
+    assert last_line(proc) == (f"interrupted by SIGINT during epoch 0: run {run} stopped before any epoch finished "
+                               "(nothing to resume); start again: " + shlex.join(
+                                   ["unirec-train", *BASE, "trainer.max_epochs=1",
+                                    "+extra_callbacks=[{_target_: helpers.SignalAtStep, step: 2, signal: SIGINT}]"]))
     assert json.loads((run / "failure.json").read_text())["status"] == "interrupted"
     assert not (run / "result.json").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from unirec_lab.lit.module import NonFiniteLossError
 from unirec_lab.utils.atomic import DiskFullError, atomic_write_json, is_disk_full
 from unirec_lab.utils.config import ConfigError
 from unirec_lab.utils.memory import MemoryBudgetError
-from unirec_lab.utils.rundir import run_dir_of
+from unirec_lab.utils.rundir import resumable_reason, run_dir_of
 from unirec_lab.utils.signals import RunInterrupted
 
 log = logging.getLogger("unirec_lab")
@@ -47,8 +48,8 @@ def _overrides() -> list[str]:
 
 def resume_command(cfg: DictConfig) -> str:
     """How to continue this run: its own dir and the overrides that shaped its config."""
-    keep = [o for o in _overrides() if not o.startswith(("hydra.run.dir=", "resume=", "+resume="))]
-    return " ".join(["unirec-train", f"resume={run_dir_of(cfg)}", *keep])
+    keep = [o for o in _overrides() if not o.startswith(("resume=", "+resume="))]
+    return shlex.join(["unirec-train", f"resume={run_dir_of(cfg)}", *keep])
 
 
 def _full_error() -> bool:
@@ -72,9 +73,15 @@ def write_failure(cfg: DictConfig, e: BaseException, extra: dict[str, Any] | Non
 
 def _interrupted(cfg: DictConfig, e: RunInterrupted) -> None:
     """One line saying how to continue, ``failure.json`` with status "interrupted", exit 128 + signal."""
-    how = resume_command(cfg)
+    run_dir = run_dir_of(cfg)
+    if resumable_reason(run_dir) is None:
+        how = resume_command(cfg)
+        line = f"{e}: run {run_dir} stopped; continue with: {how}"
+    else:
+        how = shlex.join(["unirec-train", *_overrides()])
+        line = f"{e}: run {run_dir} stopped before any epoch finished (nothing to resume); start again: {how}"
     write_failure(cfg, e, {"signal": e.signal_name, "resume_command": how})
-    print(f"{e} of {run_dir_of(cfg)}; continue with: {how}", file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
 
 

@@ -48,12 +48,12 @@ def resumable_reason(run_dir: Path) -> str | None:
     """``None`` when ``run_dir`` holds something a resume can continue from, else what is missing."""
     if not run_dir.is_dir():
         return f"{run_dir} is not a directory"
-    found = [run_dir / "checkpoints" / "latest.ckpt", run_dir / RESULT_FILE,
-             *run_dir.glob("per_scenario/*/checkpoints/latest.ckpt"), *run_dir.glob("per_scenario/*/part.json")]
+    found = [run_dir / "checkpoints" / "latest.ckpt", *run_dir.glob("per_scenario/*/checkpoints/latest.ckpt"),
+             *run_dir.glob("per_scenario/*/part.json")]
     if any(p.is_file() for p in found):
         return None
-    return (f"{run_dir} holds no resumable run (no checkpoints/latest.ckpt, per_scenario/*/part.json or "
-            f"{RESULT_FILE}); start it again without resume")
+    return (f"{run_dir} holds no resumable run (no checkpoints/latest.ckpt or per_scenario/*/part.json); start "
+            f"it again without resume")
 
 
 def _refuse(msg: str) -> NoReturn:
