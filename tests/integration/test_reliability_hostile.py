@@ -268,7 +268,7 @@ def test_config_guards_name_the_key_before_data_prep(tmp_path, capsys, override,
 def test_sizes_that_cannot_fit_are_refused_before_allocating(tmp_path, override, key):
     from unirec_lab.utils.memory import MemoryBudgetError
 
-    with pytest.raises(MemoryBudgetError, match=rf"^{key}=100000000: .* needs ~[0-9.]+ GiB, more than the "
+    with pytest.raises(MemoryBudgetError, match=rf"^{key}=100000000: .* would take ~[0-9.]+ GiB, more than the "
                                                 rf"[0-9.]+ GiB of memory available; lower {key}$"):
         run_in_process(tmp_path / "r", [override], tmp_path / "cache")
 

@@ -121,7 +121,7 @@ def test_each_process_gets_its_own_run_dir_suffix():
 
 def test_memory_budget_names_the_key():
     ensure_fits(10, "data.history_len", 20, "histories", available=100)
-    with pytest.raises(MemoryBudgetError, match=r"data.history_len=20: histories needs ~.* GiB, more than"):
+    with pytest.raises(MemoryBudgetError, match=r"data.history_len=20: histories would take ~.* GiB, more than"):
         ensure_fits(2 * 1024 ** 3, "data.history_len", 20, "histories", available=1024 ** 3)
 
 

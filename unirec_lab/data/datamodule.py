@@ -99,7 +99,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.space = build_feature_space(self.bundles)
         rows = sum(len(b.interactions) for b in self.bundles.values())
         ensure_fits(history_bytes(rows, self.history_len), "data.history_len", self.history_len,
-                    f"the behaviour histories ({rows} rows x history_len x 8 bytes)")
+                    f"the behaviour histories ({rows} rows x history_len x 8 bytes, twice while built)")
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         group_offset = 0
         for s_idx, b in enumerate(self.bundles.values()):

@@ -30,7 +30,7 @@ def ensure_fits(need: int, key: str, value: object, what: str, available: int | 
     """Raise :class:`MemoryBudgetError` naming ``key=value`` when ``need`` bytes exceed the available memory."""
     avail = available_bytes() if available is None else available
     if avail is not None and need > avail:
-        raise MemoryBudgetError(f"{key}={value}: {what} needs ~{need / GIB:.1f} GiB, more than the "
+        raise MemoryBudgetError(f"{key}={value}: {what} would take ~{need / GIB:.1f} GiB, more than the "
                                 f"{avail / GIB:.1f} GiB of memory available; lower {key}")
 
 
