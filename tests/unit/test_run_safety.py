@@ -6,7 +6,6 @@ import errno
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -125,12 +124,33 @@ def test_memory_budget_names_the_key():
         ensure_fits(2 * 1024 ** 3, "data.history_len", 20, "histories", available=1024 ** 3)
 
 
-def test_resolver_refusal_is_one_line_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("resume, name, expected", [
+    ("{tmp}/nope", "e", "error: resume={tmp}/nope: {tmp}/nope is not a directory"),
+    ("{tmp}/empty", "e", "error: resume={tmp}/empty: {tmp}/empty holds no resumable run (no checkpoints/latest.ckpt "
+                         "or per_scenario/*/part.json); start it again without resume"),
+    ("{tmp}/finished", "e", "error: resume={tmp}/finished: {tmp}/finished holds no resumable run"),
+    (True, "e", "error: resume=true: say which run to continue, resume=<run dir> (or resume=true with "
+                "hydra.run.dir=<run dir>)"),
+    (False, "a/../../b", "error: experiment_name='a/../../b': expected a plain name"),
+])
+def test_resolver_refusal_is_one_line_exit_2(tmp_path, capsys, resume, name, expected):
     from unirec_lab.utils.rundir import resolve_run_dir
 
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "result.json").write_text("{}")  # a result alone has nothing to continue from
+    resume = resume.format(tmp=tmp_path) if isinstance(resume, str) else resume
     with pytest.raises(SystemExit) as ei:
-        resolve_run_dir(str(tmp_path / "nope"), "/o", "e", "t")
+        resolve_run_dir(resume, str(tmp_path / "o"), name, "t")
     assert ei.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: resume={tmp_path / 'nope'}: {tmp_path / 'nope'} is not a directory"]
-    assert not Path("/o").exists()
+    assert len(err) == 1 and err[0].startswith(expected.format(tmp=tmp_path))
+    assert not (tmp_path / "o").exists()
+
+
+def test_resolver_accepts_a_resumable_dir(tmp_path):
+    from unirec_lab.utils.rundir import resolve_run_dir
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "latest.ckpt").write_bytes(b"x")
+    assert resolve_run_dir(str(tmp_path / "run"), "/o", "e", "t") == str(tmp_path / "run")
