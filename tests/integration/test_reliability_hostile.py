@@ -170,7 +170,9 @@ def test_copied_and_moved_run_dirs_use_their_own_checkpoints(tmp_path):
     ckpt["state_dict"] = {k: torch.zeros_like(v) if v.is_floating_point() else v
                           for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, best)
+    (b / "failure.json").write_text('{"status": "failed"}')  # an earlier failed attempt's record
     copied = run_in_process(b, [f"resume={b}", "trainer.max_epochs=2"], cache)
+    assert not (b / "failure.json").exists() and (b / "result.superseded.json").is_file()
     assert copied["selection"]["best_score"] == pytest.approx(orig["selection"]["best_score"])
     assert copied["selection"]["best_checkpoint"] == orig["selection"]["best_checkpoint"]
     assert_same_test(orig, copied)
