@@ -133,6 +133,7 @@ def test_sigterm_interrupts_then_resume_equals_uninterrupted(tmp_path):
     assert "trainer.max_epochs=3" in line and "Traceback" not in term.stderr
     fail = json.loads((run / "failure.json").read_text())
     assert fail["status"] == "interrupted" and fail["signal"] == "SIGTERM"
+    assert fail["resume_command"] == line.split("continue with: ", 1)[1]
     assert not (run / "result.json").exists() and (run / "result.superseded.json").is_file()
     assert torch.load(run / "checkpoints" / "latest.ckpt", weights_only=True)["epoch"] == 1
     resumed = cli(tmp_path, [f"resume={run}", *common, "trainer.max_epochs=3"])
@@ -154,7 +155,8 @@ def test_sigint_exits_130_and_says_how_to_resume(tmp_path):
                                "(nothing to resume); start again: " + shlex.join(
                                    ["unirec-train", *BASE, "trainer.max_epochs=1",
                                     "+extra_callbacks=[{_target_: helpers.SignalAtStep, step: 2, signal: SIGINT}]"]))
-    assert json.loads((run / "failure.json").read_text())["status"] == "interrupted"
+    fail = json.loads((run / "failure.json").read_text())
+    assert fail["status"] == "interrupted" and fail["signal"] == "SIGINT" and "restart_command" in fail
     assert not (run / "result.json").exists()
 
 

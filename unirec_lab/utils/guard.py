@@ -75,12 +75,12 @@ def _interrupted(cfg: DictConfig, e: RunInterrupted) -> None:
     """One line saying how to continue, ``failure.json`` with status "interrupted", exit 128 + signal."""
     run_dir = run_dir_of(cfg)
     if resumable_reason(run_dir) is None:
-        how = resume_command(cfg)
+        key, how = "resume_command", resume_command(cfg)
         line = f"{e}: run {run_dir} stopped; continue with: {how}"
     else:
-        how = shlex.join(["unirec-train", *_overrides()])
+        key, how = "restart_command", shlex.join(["unirec-train", *_overrides()])
         line = f"{e}: run {run_dir} stopped before any epoch finished (nothing to resume); start again: {how}"
-    write_failure(cfg, e, {"signal": e.signal_name, "resume_command": how})
+    write_failure(cfg, e, {"signal": e.signal_name, key: how})
     print(line, file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
 
