@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
+from unirec_lab.results.record import RESULT_FILE, RecordError, RunRecord
+from unirec_lab.results.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ["mean", "din", "sasrec"]
@@ -45,17 +46,17 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def summarise(label: str, rec: dict[str, Any], wall: float) -> dict[str, Any]:
-    sel = rec["selection"]
+def summarise(label: str, rec: RunRecord, wall: float) -> dict[str, Any]:
+    sel = rec.selection
     if "monitor" not in sel:  # one selection per scenario (separate models, or selection.scope=per_scenario)
         val_auc = _mean([s["best_score"] for s in sel.values()])
     else:
         val_auc = sel["best_score"]
-    return {"run": label, "model": rec["model"], "backbone": rec["config"]["backbone_name"],
-            "head": rec["config"]["head_name"], "params": rec["num_parameters"], "val_auc": val_auc,
-            "test_auc": _mean([v.get("auc") for v in rec["test"].values()]),
-            "samples_per_s": rec["train_samples_per_second"], "wall_s": round(wall, 1),
-            "description": rec["description"], "git_sha": rec.get("git_sha")}
+    return {"run": label, "model": rec.model, "backbone": rec.config["backbone_name"],
+            "head": rec.config["head_name"], "params": rec.num_parameters, "val_auc": val_auc,
+            "test_auc": _mean([v.get("auc") for v in rec.test.values()]),
+            "samples_per_s": rec.train_samples_per_second, "wall_s": round(wall, 1),
+            "description": rec.description, "git_sha": rec.git_sha}
 
 
 def run(label: str, model: str, backbone: str, head: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def run_once(label: str, model: str, backbone: str, head: str, args: argparse.Na
         sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
         raise SystemExit(f"error: {label} failed (exit {proc.returncode}): {' '.join(cmd[2:])}")
     try:
-        rec = read_record(run_dir / RESULT_FILE)
+        rec = RunRecord.read(run_dir / RESULT_FILE)
     except RecordError as e:
         raise SystemExit(f"error: {label}: {e}") from None
     return summarise(label, rec, wall)
@@ -94,12 +95,10 @@ def run_once(label: str, model: str, backbone: str, head: str, args: argparse.Na
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["run", "model", "backbone", "head", "params", "val/mean/auc", "test/mean/auc", "train samples/s",
             "wall s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in rows:
-        tput = f"{r['samples_per_s']:,.0f}" if r["samples_per_s"] else "n/a"
-        lines.append(f"| {r['run']} | {r['model']} | {r['backbone']} | {r['head']} | {r['params']:,} | "
-                     f"{r['val_auc']:.4f} | {r['test_auc']:.4f} | {tput} | {r['wall_s']} |")
-    return "\n".join(lines)
+    cells = [[r["run"], r["model"], r["backbone"], r["head"], f"{r['params']:,}", f"{r['val_auc']:.4f}",
+              f"{r['test_auc']:.4f}", f"{r['samples_per_s']:,.0f}" if r["samples_per_s"] else "n/a", str(r["wall_s"])]
+             for r in rows]
+    return markdown_table(head, cells, pad=False)
 
 
 def main(argv: list[str] | None = None) -> int:

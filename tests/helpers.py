@@ -73,3 +73,35 @@ def evaluate_checkpoint(ckpt, cfg, metrics=("auc",)) -> dict:
         for b in dm.test_dataloader():
             ev.update(b, module(b))
     return ev.compute_from(ev.gathered())
+
+
+class SignalAtStep(pl.Callback):
+    """Send this process ``signal`` (a name, e.g. SIGTERM) after global step ``step``: a user's Ctrl-C / a
+    scheduler's SIGTERM arriving mid-epoch."""
+
+    def __init__(self, step: int, signal: str = "SIGTERM") -> None:
+        self.step, self.signal = step, signal
+        self.sent = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            import os
+            import signal
+
+            self.sent = True
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+class DiskFullOnSave(pl.Callback):
+    """From fit start, every checkpoint write writes a few bytes and then fails with ENOSPC (a full disk)."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        import errno
+
+        def failing(checkpoint):
+            def write(f):
+                f.write(b"partial checkpoint bytes")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write
+
+        trainer.strategy.checkpoint_io._writer = failing

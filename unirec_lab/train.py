@@ -17,7 +17,6 @@ on ``val/best_so_far/<metric>`` (stops when no scenario improved for ``patience`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -34,8 +33,10 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from unirec_lab.evaluation.full_ranking import full_ranking_metrics
 from unirec_lab.evaluation.slices import slice_masks
+from unirec_lab.lit.checkpoint_io import RunCheckpointIO
 from unirec_lab.lit.checkpoints import check_resumable, run_signature
 from unirec_lab.lit.module import RecLitModule
+from unirec_lab.lit.resume import PART_FILE, latest_checkpoint, load_part, part_dirs, prepare_resume
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
@@ -45,9 +46,11 @@ from unirec_lab.utils.config import check_config, flat_config, resolved_config, 
 from unirec_lab.utils.console import EpochLine, interactive, quiet_third_party
 from unirec_lab.utils.guard import run_guarded
 from unirec_lab.utils.loggers import build_logger, finish_loggers
+from unirec_lab.utils.memory import embedding_bytes, ensure_fits
+from unirec_lab.utils.rundir import RunDirError, clear_stale_failure, is_resume_dir, run_dir_of
+from unirec_lab.utils.signals import StopOnSignal, signals_interrupt
 
 log = logging.getLogger("unirec_lab.train")
-PART_FILE = "part.json"
 
 
 def _best_epoch(ckpt_path: str) -> int | None:
@@ -63,6 +66,7 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     dm = hydra.utils.instantiate(cfg.data, scenarios=scenarios)
     dm.prepare_data()
     dm.setup()
+    check_embedding_memory(cfg, dm.space)
     build = hydra.utils.instantiate(cfg.model.builder)
     model = build(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
                   head=hydra.utils.instantiate(cfg.head))
@@ -85,7 +89,7 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     monitor = f"val/best_so_far/{metric}" if metric else str(cfg.selection.monitor)
     label = keys[0] if cfg.model.mode == "separate" else ""
     callbacks: list[pl.Callback] = [*scenario_ckpts.values(), *([checkpoint] if checkpoint else []),
-                                    ThroughputMonitor(), EpochLine(monitor, mode, label=label)]
+                                    ThroughputMonitor(), StopOnSignal(), EpochLine(monitor, mode, label=label)]
     if cfg.callbacks.get("latest_checkpoint") is not None:
         callbacks.append(hydra.utils.instantiate(cfg.callbacks.latest_checkpoint, dirpath=str(ckpt_dir)))
     if cfg.callbacks.get("early_stopping") is not None:
@@ -97,10 +101,11 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     logger = build_logger(cfg, run_dir, loggers, model_label=cfg.model.name,
                           run_name=run_label(cfg, uses_backbone, count_parameters(model)))
     bar = cfg.trainer.get("enable_progress_bar")  # null = a progress bar only when a terminal is attached
+    # RunCheckpointIO: every checkpoint read or written is atomic, relocatable and has its paths checked
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                                                  default_root_dir=str(run_dir),
+                                                  default_root_dir=str(run_dir), plugins=[RunCheckpointIO()],
                                                   enable_progress_bar=interactive() if bar is None else bool(bar))
-    resume = ckpt_dir / "latest.ckpt" if cfg.get("resume") and (ckpt_dir / "latest.ckpt").is_file() else None
+    resume = latest_checkpoint(run_dir) if cfg.get("resume") else None
     if resume is not None:
         check_resumable(resume, module, module.run_signature)
         log.info("resuming from %s", resume)
@@ -108,6 +113,9 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - t0
     val_history = list(module.val_history)
+    tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
+    # read now: testing a full best checkpoint restores the callbacks' state as of the best epoch
+    train_rows, train_seconds = tput.rows, tput.seconds
     if checkpoint is None:
         test, test_slices, selection, full = evaluate_per_scenario(cfg, trainer, module, dm, scenario_ckpts, run_dir)
     else:
@@ -116,7 +124,6 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         test = module.test_results
         test_slices = module.test_slice_results
         full = full_ranking(cfg, module, dm, keys)
-    tput = next(cb for cb in callbacks if isinstance(cb, ThroughputMonitor))
     return {
         "test": test,
         "test_slices": test_slices,
@@ -127,11 +134,21 @@ def fit_and_test(cfg: DictConfig, keys: list[str], run_dir: Path, loggers: dict[
         "description": model.description,
         "uses_backbone": uses_backbone,  # mf / popularity ignore backbone= and head=
         "fit_seconds": fit_seconds,
-        "train_rows": tput.rows,
-        "train_seconds": tput.seconds,
+        "train_rows": train_rows,
+        "train_seconds": train_seconds,
         "data": dm.stats(),
         "feature_space": dm.space.describe(),
     }
+
+
+def check_embedding_memory(cfg: DictConfig, space: Any) -> None:
+    """Refuse embedding tables (all rows x embedding_dim, with gradients and Adam state) that cannot fit."""
+    dim = cfg.backbone.get("embedding_dim")
+    if dim is None:
+        return
+    rows = int(space.num_users) + int(space.num_items) + sum(int(v) for v in space.tables.values())
+    ensure_fits(embedding_bytes(rows, int(dim)), "backbone.embedding_dim", dim,
+                f"the embedding tables ({rows} rows x embedding_dim x 4 bytes x 4 for gradients and Adam state)")
 
 
 def run_label(cfg: DictConfig, uses_backbone: bool, num_parameters: int) -> str:
@@ -181,16 +198,22 @@ def evaluate_per_scenario(cfg: DictConfig, trainer: pl.Trainer, module: RecLitMo
     return {k: test[k] for k in ckpts}, {k: slices[k] for k in ckpts if k in slices}, selection, full
 
 
-def _run_dir(cfg: DictConfig) -> Path:
-    if isinstance(cfg.get("resume"), str) and cfg.resume not in ("true", "True"):
-        return Path(cfg.resume)
-    return Path(cfg.paths.output_dir)
-
-
 def train(cfg: DictConfig) -> float:
-    """Run one job; return the selection metric of the best checkpoint (for sweepers such as Optuna)."""
+    """Run one job; return the selection metric of the best checkpoint (for sweepers such as Optuna).
+    SIGTERM / SIGINT stop it at a safe point (:mod:`unirec_lab.utils.signals`)."""
+    with signals_interrupt():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> float:
     check_config(cfg)
-    run_dir = _run_dir(cfg)
+    run_dir = run_dir_of(cfg)
+    signature = run_signature(flat_config(cfg))
+    if is_resume_dir(cfg.get("resume")) and Path(cfg.paths.output_dir).resolve() != run_dir.resolve():
+        raise RunDirError(f"resume={cfg.resume} and hydra.run.dir={cfg.paths.output_dir} name two different run "
+                          "dirs; give resume=<run dir> alone")
+    if cfg.get("resume"):
+        prepare_resume(run_dir, list(cfg.scenarios), cfg.model.mode == "separate", signature, cfg.resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -200,15 +223,15 @@ def train(cfg: DictConfig) -> float:
     try:
         if cfg.model.mode == "separate":
             parts = {}
-            for k in keys:
-                sub = run_dir / "per_scenario" / k
-                if cfg.get("resume") and (sub / PART_FILE).is_file():  # finished before the crash
-                    parts[k] = json.loads((sub / PART_FILE).read_text())
+            for k, sub in part_dirs(run_dir, keys).items():
+                done = load_part(sub, signature) if cfg.get("resume") else None  # finished before the crash
+                if done is not None:
+                    parts[k] = done
                     continue
                 pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
                 parts[k] = fit_and_test(cfg, [k], sub, loggers)
                 if is_rank_zero():
-                    atomic_write_json(sub / PART_FILE, parts[k])
+                    atomic_write_json(sub / PART_FILE, {**parts[k], "signature": signature})
             test = {k: parts[k]["test"][k] for k in keys}
             test_slices = {k: parts[k]["test_slices"][k] for k in keys if k in parts[k].get("test_slices", {})}
             full = {k: parts[k]["test_full_ranking"][k] for k in keys if k in parts[k].get("test_full_ranking", {})}
@@ -261,6 +284,7 @@ def train(cfg: DictConfig) -> float:
         }
         if is_rank_zero():
             write_result(run_dir, record)
+            clear_stale_failure(run_dir)
             for lg in loggers.values():
                 log_final(lg, record)
             print(result_table(record))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from unirec_lab.cli.explain import checkpoint_for, explain_user, load_run, main
+from unirec_lab.results.record import RunRecord
 from unirec_lab.train import train
 
 
@@ -28,9 +29,9 @@ def test_explain_a_trained_run(cfg_factory, overrides, capsys):
     for c in cands:  # the decomposition adds up (up to the reported residual, which is small)
         assert c["prior"] + c["profile"] + c["history"] + c["item_attr"] + c["residual"] == pytest.approx(c["logit"])
         assert abs(c["residual"]) < 0.05 * max(abs(c["logit"] - c["prior"]), 0.1)
-    record = json.loads((run / "result.json").read_text())
+    record = RunRecord.read(run / "result.json")
     ckpt, keys = checkpoint_for(run, record, "news")  # the checkpoint the run tested news with
-    assert ckpt.is_file() and (ckpt.name.startswith("best-news-") if record["mode"] == "joint"
+    assert ckpt.is_file() and (ckpt.name.startswith("best-news-") if record.mode == "joint"
                                else ckpt.parent.parent.name == "news" and keys == ["news"])
     # the scores are the tested model's: recompute them from the loaded checkpoint with a plain forward
     _, dm, model = load_run(run, "news")

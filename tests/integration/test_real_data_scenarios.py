@@ -21,8 +21,8 @@ from unirec_lab.cli.prepare import prepare_all
 from unirec_lab.cli.stats import main as stats_main
 from unirec_lab.data.history import build_histories
 from unirec_lab.data.prepare import bundle_dir
-from unirec_lab.data.scenarios.common import contains_sorted
-from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir, repo_root
+from unirec_lab.data.scenarios.ids import contains_sorted
+from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir
 from unirec_lab.data.schema import read_bundle
 from unirec_lab.features import SPLIT_LEVEL, SPLITS
 
@@ -31,7 +31,8 @@ if not RAW.is_dir():
     pytest.skip(f"real raw data not found at {RAW} (set UNIREC_RAW_DIR to the shared data folder)",
                 allow_module_level=True)
 
-CONF = repo_root() / "conf"
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
 DEFAULTS = ("ecommerce", "social", "education", "news")
 
 
@@ -39,7 +40,7 @@ def compose_prepare(cache_dir: Path, raw_dir: Path, scenario: str = "real", extr
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("prepare", overrides=[f"scenario={scenario}", f"cache_dir={cache_dir}",
-                                             f"paths.raw_dir={raw_dir}", f"paths.root_dir={repo_root()}",
+                                             f"paths.raw_dir={raw_dir}", f"paths.root_dir={ROOT}",
                                              *(extra or [])])
 
 

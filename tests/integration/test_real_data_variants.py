@@ -3,14 +3,18 @@ the counts published in their SOURCE.md. Slow-ish (seconds each); needs ``../sha
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from unirec_lab.data.prepare import prepare_bundle
-from unirec_lab.data.scenarios.raw import default_raw_dir, repo_root
+from unirec_lab.data.scenarios.raw import default_raw_dir
 from unirec_lab.data.schema import read_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RAW = default_raw_dir()
 if not RAW.is_dir():
@@ -40,9 +44,9 @@ VARIANTS = {
 def test_variant_matches_published_counts(config, tmp_path):
     key, raw_counts, (nu, ni) = VARIANTS[config]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(repo_root() / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=[f"scenario={config}", f"paths.raw_dir={RAW}",
-                                            f"paths.root_dir={repo_root()}"])
+                                            f"paths.root_dir={ROOT}"])
     assert list(cfg.scenarios) == [key]
     src = hydra.utils.instantiate(cfg.scenarios[key].source)
     assert src.name == key

@@ -10,6 +10,7 @@ Commands run in README order in one shared working directory, so later commands 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -38,14 +39,24 @@ TIMEOUT_S = 900
 
 
 def readme_commands(text: str) -> list[str]:
-    """Every command line of the ```bash blocks: comments stripped, continuations joined, ``&&`` chains split."""
+    """Every command of the ```bash blocks: comments stripped, continuations joined, ``&&`` chains split; a
+    here-document (``cmd <<'END'`` ... ``END``) stays one command with its body."""
     out: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
+        lines = re.sub(r"\\\n\s*", " ", block).splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            heredoc = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+            if heredoc:
+                end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == heredoc.group(1))
+                out.append("\n".join(lines[i:end + 1]))
+                i = end + 1
+                continue
             line = re.sub(r"(^|\s)#.*$", "", line).strip()
             if line:
                 out += [part.strip() for part in line.split("&&")]
+            i += 1
     return out
 
 
@@ -65,17 +76,16 @@ def _needs_real_data(cmd: str) -> bool:
 
 
 def fast(cmd: str) -> str:
-    """Append the fast overrides where a command trains."""
-    words = shlex.split(cmd)
-    env = [w for w in words if re.match(r"^[A-Z_]+=", w)]
-    words = words[len(env):]
+    """Append the fast overrides where a command trains (as text, so ``$PWD`` and quoting stay the user's)."""
+    words = shlex.split(cmd.splitlines()[0]) if cmd.strip() else []
+    words = [w for w in words if not re.match(r"^[A-Z_]+=", w)]
     if not words:
         return cmd
     if words[0] == "unirec-train" and not {"--help", "--cfg", "--hydra-help", "--info"} & set(words):
-        words += FAST
-    elif words[0] == "unirec-compare":
-        words += FAST if "--" in words else ["--", *FAST]
-    return " ".join(shlex.quote(w) for w in [*env, *words])
+        return f"{cmd} {' '.join(FAST)}"
+    if words[0] == "unirec-compare":
+        return f"{cmd} {' '.join(FAST)}" if "--" in words else f"{cmd} -- {' '.join(FAST)}"
+    return cmd
 
 
 def resolve_placeholders(cmd: str, cwd: Path) -> str:
@@ -93,6 +103,30 @@ def resolve_placeholders(cmd: str, cwd: Path) -> str:
 
 
 COMMANDS = readme_commands(README.read_text())
+
+
+def _newest(cwd: Path, pattern: str) -> Path:
+    hits = sorted(cwd.glob(pattern))
+    assert hits, f"nothing matches {pattern} under {cwd}"
+    return hits[-1]
+
+
+def _check_own_scenario(cwd: Path) -> None:
+    results = sorted(_newest(cwd, "outputs/compare/*").glob("*/result.json"))
+    assert len(results) == 2, results  # unified and per_scenario
+    for r in results:
+        test = json.loads(r.read_text())["test"]
+        assert set(test) == {"news", "my_shop"} and 0 <= test["my_shop"]["auc"] <= 1, (r, test)
+
+
+def _check_seed_sweep(cwd: Path) -> None:
+    results = sorted(_newest(cwd, "multirun/default/*").glob("*/result.json"))
+    assert len(results) == 6, results  # 3 seeds x 2 models
+
+
+# What a command must have written, beyond exiting 0 (keyed by a piece of the command).
+POSTCONDITIONS = {"scenario=[synthetic_news,my_shop]": _check_own_scenario,
+                  "-m seed=1,2,3 model=unified,per_scenario": _check_seed_sweep}
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +153,14 @@ def test_readme_has_commands_and_every_excluded_one_still_exists():
         assert any(c.startswith(prefix) for c in COMMANDS), f"NOT_RUN lists {prefix!r}, no longer in the README"
 
 
-@pytest.mark.parametrize("cmd", COMMANDS, ids=[f"{i:02d}-{c[:60]}" for i, c in enumerate(COMMANDS)])
+@pytest.mark.parametrize("cmd", COMMANDS, ids=[f"{i:02d}-{c.splitlines()[0][:60]}" for i, c in enumerate(COMMANDS)])
 def test_readme_command(cmd, user_dir, user_env):
     why = _skip_reason(cmd)
     if why:
         pytest.skip(f"not run here: {why}")
     if _needs_real_data(cmd) and not RAW.is_dir():
         pytest.skip(f"needs the real raw data ({RAW} absent; set UNIREC_RAW_DIR)")
-    exe = next(w for w in shlex.split(cmd) if not re.match(r"^[A-Z_]+=", w))
+    exe = next(w for w in shlex.split(cmd.splitlines()[0]) if not re.match(r"^[A-Z_]+=", w))
     if exe.startswith("unirec-"):
         assert (BIN / exe).is_file(), f"README names {exe}, which is not an installed console script"
     env = dict(user_env)
@@ -143,3 +177,11 @@ def test_readme_command(cmd, user_dir, user_env):
     tail = (proc.stdout[-3000:] + "\n--- stderr ---\n" + proc.stderr[-3000:])
     assert proc.returncode == 0, f"README command failed (exit {proc.returncode}): {line}\n{tail}"
     assert "Traceback" not in proc.stderr, f"{line}: printed a traceback\n{tail}"
+    for key, check in POSTCONDITIONS.items():
+        if key in cmd:
+            check(cwd)
+
+
+def test_postconditions_name_readme_commands():
+    for key in POSTCONDITIONS:
+        assert any(key in c for c in COMMANDS), f"POSTCONDITIONS names {key!r}, no longer in the README"

@@ -1,4 +1,4 @@
-"""result.json has one reader: read_record checks the shape; unirec-report lists bad files, shows inf / nan."""
+"""result.json has one reader: RunRecord.read checks the shape; unirec-report lists bad files, shows inf / nan."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from unirec_lab.cli.report import main
-from unirec_lab.results.aggregate import aggregate, load_runs
-from unirec_lab.results.record import SCHEMA_VERSION, RecordError, read_record, write_result
+from unirec_lab.results.aggregate import aggregate
+from unirec_lab.results.record import SCHEMA_VERSION, RecordError, RunRecord, write_result
 from unirec_lab.results.report import render_latex, render_markdown
+from unirec_lab.results.runs import load_runs
 
 
 def record(model: str, seed: int, test: dict, **extra) -> dict:
@@ -29,16 +30,16 @@ def put(root: Path, name: str, rec) -> Path:
 
 def test_write_then_read_roundtrip_with_version(tmp_path):
     path = write_result(tmp_path, record("unified", 1, {"news": {"auc": 0.7, "rows": 10}}))
-    rec = read_record(path)
-    assert rec["schema_version"] == SCHEMA_VERSION == 1 and rec["test"]["news"]["auc"] == 0.7
+    rec = RunRecord.read(path)
+    assert rec.schema_version == SCHEMA_VERSION == 1 and rec.test["news"]["auc"] == 0.7
     assert json.loads(path.read_text())["schema_version"] == 1
 
 
 def test_records_without_schema_version_read_as_version_1(tmp_path):
     legacy = put(tmp_path, "old", {k: v for k, v in record("unified", 1, {"news": {"auc": 0.7}}).items()})
-    assert read_record(legacy)["schema_version"] == 1
+    assert RunRecord.read(legacy).schema_version == 1
     older = put(tmp_path, "older", {"result_version": 1, **record("unified", 1, {"news": {"auc": 0.7}})})
-    assert read_record(older)["schema_version"] == 1
+    assert RunRecord.read(older).schema_version == 1
 
 
 @pytest.mark.parametrize("rec, problem", [
@@ -58,7 +59,7 @@ def test_records_without_schema_version_read_as_version_1(tmp_path):
 def test_bad_shapes_are_one_line_naming_the_file(tmp_path, rec, problem):
     path = put(tmp_path, "r", rec)
     with pytest.raises(RecordError) as e:
-        read_record(path)
+        RunRecord.read(path)
     assert str(e.value).startswith(f"{path}: ") and problem in str(e.value) and "\n" not in str(e.value)
     assert e.value.kind == "invalid"
 
@@ -67,12 +68,12 @@ def test_unparsable_json_is_unreadable(tmp_path):
     path = tmp_path / "result.json"
     path.write_text('{"status": "completed",\n "model": }')
     with pytest.raises(RecordError, match=r"result.json: not valid JSON \(Expecting value at line 2 column 11\)") as e:
-        read_record(path)
+        RunRecord.read(path)
     assert e.value.kind == "unreadable"
 
 
 def test_writer_refuses_what_the_reader_would_reject(tmp_path):
-    with pytest.raises(RecordError, match="refusing to write a record read_record would reject: test.news"):
+    with pytest.raises(RecordError, match="refusing to write a record RunRecord.read would reject: test.news"):
         write_result(tmp_path, record("u", 1, {"news": "0.7"}))
     assert not (tmp_path / "result.json").exists()
 
@@ -127,9 +128,69 @@ def test_nonfinite_metrics_render_as_inf_and_nan(tmp_path):
     assert (tmp_path / "out" / "plot.png").stat().st_size > 0
 
 
-def test_seqrec_table_reads_through_read_record(tmp_path, capsys):
+def test_seqrec_table_reads_through_run_record(tmp_path, capsys):
     from unirec_lab.seqrec.table import main as table_main
 
     bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})
     assert table_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == f"error: {bad}: test.Beauty.ndcg@10 is '0.3', expected a number\n"
+
+
+def train_shaped(**over) -> dict:
+    """Every key unirec_lab.train and unirec_lab.seqrec.train write (values shaped like theirs)."""
+    rec = {"status": "completed", "model": "unified", "mode": "joint", "description": "shared backbone",
+           "run_name": "unified-mean-mlp-10p-s1", "experiment": "t", "scenarios": ["news"], "seed": 1,
+           "overrides": ["seed=1"], "config": {"seed": 1}, "config_flat": {"seed": 1}, "git_sha": "abc",
+           "packages": {"python": "3.11"}, "selection": {"monitor": "val/mean/auc", "best_epoch": 0},
+           "val": {"news": {"auc": 0.6}}, "test": {"news": {"auc": 0.7, "rows": 10}}, "test_slices": {},
+           "test_full_ranking": {}, "val_history": [{"epoch": 0}], "num_parameters": 10, "wall_seconds": 1.5,
+           "train_rows": 100, "train_seconds": 1.0, "train_samples_per_second": None, "eval_seconds": 0.2,
+           "train_targets": 300, "train_targets_per_second": 300.0, "seconds_per_epoch": 1.0,
+           "data": {"news": {"rows": 10}}}
+    return {**rec, **over}
+
+
+def test_train_shaped_record_roundtrips_typed(tmp_path):
+    path = write_result(tmp_path, train_shaped())
+    rec = RunRecord.read(path)
+    assert (rec.model, rec.seed, rec.num_parameters, rec.selection["best_epoch"]) == ("unified", 1, 10, 0)
+    assert rec.extra == {} and rec.train_samples_per_second is None
+    on_disk = json.loads(path.read_text())
+    assert "train_samples_per_second" not in on_disk  # None = not recorded
+    assert on_disk == {"schema_version": 1, **{k: v for k, v in train_shaped().items() if v is not None}}
+    assert RunRecord.from_dict(on_disk).to_dict() == on_disk
+
+
+def test_unknown_keys_are_kept_when_reading_and_refused_when_writing(tmp_path):
+    path = put(tmp_path, "old", {**record("u", 1, {"news": {"auc": 0.5}}), "result_version": 1, "legacy": [1]})
+    rec = RunRecord.read(path)
+    assert rec.extra == {"legacy": [1]} and rec.to_dict()["legacy"] == [1] and "result_version" not in rec.to_dict()
+    with pytest.raises(RecordError) as e:
+        write_result(tmp_path / "new", train_shaped(trian_rows=3))
+    assert str(e.value) == (f"{tmp_path / 'new' / 'result.json'}: refusing to write a record RunRecord.read would "
+                            "reject: unknown key(s) 'trian_rows': add them to RunRecord "
+                            "(unirec_lab/results/record.py) first")
+    with pytest.raises(RecordError, match="unknown key"):
+        rec.write(tmp_path / "again")  # what was read is not written back with keys this version does not know
+    assert not (tmp_path / "new").exists() and not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("num_parameters", "10", "num_parameters is a string, expected an integer"),
+    ("wall_seconds", True, "wall_seconds is a boolean, expected a number"),
+    ("selection", [1], "selection is a list, expected an object"),
+    ("git_sha", 5, "git_sha is int 5, expected a string"),
+])
+def test_optional_fields_of_the_wrong_type_are_one_line(tmp_path, key, value, problem):
+    path = put(tmp_path, "r", train_shaped(**{key: value}))
+    with pytest.raises(RecordError) as e:
+        RunRecord.read(path)
+    assert str(e.value) == f"{path}: {problem}"
+
+
+def test_a_record_that_did_not_complete_is_listed_with_its_error(tmp_path):
+    put(tmp_path, "crashed", {"status": "diverged", "error": "Traceback\nFloatingPointError: loss is nan",
+                              "overrides": ["lr=10"]})
+    runs, failures = load_runs([tmp_path])
+    assert runs.empty and [(f.status, f.reason, f.overrides) for f in failures] == [
+        ("diverged", "FloatingPointError: loss is nan", ["lr=10"])]

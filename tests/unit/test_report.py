@@ -13,8 +13,9 @@ import pytest
 from scipy import stats
 
 from unirec_lab.cli.report import main
-from unirec_lab.results.aggregate import aggregate, find_run_dirs, load_runs
+from unirec_lab.results.aggregate import aggregate
 from unirec_lab.results.report import render_latex, render_markdown
+from unirec_lab.results.runs import find_run_dirs, load_runs
 
 SCENARIOS = ("ecommerce", "news")
 

@@ -1,19 +1,18 @@
-"""Unit tests of the real-scenario plumbing: splits, negative sampling, fields, raw-file checks, download."""
+"""Unit tests of the real-scenario plumbing: ids, splits, negative sampling, fields, raw-file checks."""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from unirec_lab.data import download as dl
-from unirec_lab.data.scenarios import common, raw
-from unirec_lab.data.scenarios.raw import RawDataError, RawDataset
+from unirec_lab.data import history
+from unirec_lab.data.scenarios import fields, ids, negatives, raw, splits
+from unirec_lab.data.scenarios.base import RawDataset
+from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.schema import BundleError
 
 # ------------------------------------------------------------------------------------------------ splits
@@ -25,7 +24,7 @@ def test_per_user_chrono_split_counts_and_order():
     perm = rng.permutation(len(user))
     user = user[perm]
     order = rng.permutation(len(user))  # arbitrary time keys
-    lv = common.per_user_chrono_split(user, order, 0.1, 0.1, min_rows=3)
+    lv = splits.per_user_chrono_split(user, order, 0.1, 0.1, min_rows=3)
     counts = {u: np.bincount(lv[user == u], minlength=3).tolist() for u in range(4)}
     assert counts == {0: [2, 0, 0], 1: [1, 1, 1], 2: [8, 1, 1], 3: [16, 2, 2]}
     for u in range(4):  # every test row is later than every val row, which is later than every train row
@@ -38,23 +37,23 @@ def test_per_user_chrono_split_counts_and_order():
 def test_per_user_chrono_split_ties_follow_row_order_and_zero_fraction():
     user = np.zeros(10, dtype=np.int64)
     ts = np.zeros(10, dtype=np.int64)  # all tied: row order decides
-    lv = common.per_user_chrono_split(user, ts, 0.1, 0.1)
+    lv = splits.per_user_chrono_split(user, ts, 0.1, 0.1)
     assert lv.tolist() == [0] * 8 + [1, 2]
-    lv = common.per_user_chrono_split(user, ts, 0.0, 0.2)
+    lv = splits.per_user_chrono_split(user, ts, 0.0, 0.2)
     assert lv.tolist() == [0] * 8 + [2, 2]
 
 
 def test_positions_in_user():
     user = np.array([1, 0, 1, 0, 1])
-    assert common.positions_in_user(user).tolist() == [0, 0, 1, 1, 2]
-    assert common.positions_in_user(user, np.array([5, 1, 3, 0, 4])).tolist() == [2, 1, 0, 0, 1]
+    assert ids.positions_in_user(user).tolist() == [0, 0, 1, 1, 2]
+    assert ids.positions_in_user(user, np.array([5, 1, 3, 0, 4])).tolist() == [2, 1, 0, 0, 1]
 
 
 def test_split_names_roundtrip():
     lv = np.array([0, 2, 1, 1, 0])
-    names = common.split_names(lv)
+    names = splits.split_names(lv)
     assert names.tolist() == ["train", "test", "val", "val", "train"]
-    assert common.split_levels(names).tolist() == lv.tolist()
+    assert history.split_levels(names).tolist() == lv.tolist()
 
 
 # --------------------------------------------------------------------------------------------- negatives
@@ -65,26 +64,26 @@ def test_sample_negatives_avoid_positives_distinct_and_deterministic():
     rng = np.random.default_rng(1)
     user = np.repeat(np.arange(30), 20)
     item = np.concatenate([rng.choice(ni, 20, replace=False) for _ in range(30)])
-    keys = common.interaction_keys(user, item, ni)
+    keys = ids.interaction_keys(user, item, ni)
     owners = np.arange(30)
-    a = common.sample_negatives(owners, 25, ni, keys, np.random.default_rng(5))
-    b = common.sample_negatives(owners, 25, ni, keys, np.random.default_rng(5))
+    a = negatives.sample_negatives(owners, 25, ni, keys, np.random.default_rng(5))
+    b = negatives.sample_negatives(owners, 25, ni, keys, np.random.default_rng(5))
     assert np.array_equal(a, b)
     assert a.shape == (30, 25) and a.min() >= 0 and a.max() < ni
     for u in owners:
         assert len(set(a[u])) == 25  # distinct
         assert not set(a[u]) & set(item[user == u])  # never a positive of that user
     # 30 candidates left per user, 30 asked: still possible; 31: impossible -> clear error
-    full = common.sample_negatives(owners, 30, ni, keys, np.random.default_rng(0))
+    full = negatives.sample_negatives(owners, 30, ni, keys, np.random.default_rng(0))
     assert all(len(set(r)) == 30 for r in full)
     with pytest.raises(RawDataError, match="could not sample"):
-        common.sample_negatives(owners, 31, ni, keys, np.random.default_rng(0), max_rounds=5)
+        negatives.sample_negatives(owners, 31, ni, keys, np.random.default_rng(0), max_rounds=5)
 
 
 def test_contains_sorted():
     s = np.array([1, 4, 9])
-    assert common.contains_sorted(s, np.array([0, 1, 5, 9, 10])).tolist() == [False, True, False, True, False]
-    assert not common.contains_sorted(np.array([], dtype=np.int64), np.array([1])).any()
+    assert ids.contains_sorted(s, np.array([0, 1, 5, 9, 10])).tolist() == [False, True, False, True, False]
+    assert not ids.contains_sorted(np.array([], dtype=np.int64), np.array([1])).any()
 
 
 # ------------------------------------------------------------------------------------------------ fields
@@ -93,19 +92,19 @@ def test_contains_sorted():
 def test_multi_field_dedup_rank_cap():
     owner = np.array([0, 0, 0, 0, 2, 2])
     value = np.array([5, 3, 5, 7, 1, 2])
-    lists, longest = common.multi_field(owner, value, 3, max_len=2, rank=np.array([2, 0, 1, 3, 0, 0]))
+    lists, longest = fields.multi_field(owner, value, 3, max_len=2, rank=np.array([2, 0, 1, 3, 0, 0]))
     assert [x.tolist() for x in lists] == [[3, 5], [], [1, 2]]
     assert longest == 2
 
 
 def test_text_field_hashing_is_stable_and_shared():
     texts = pd.Series(["Box and Whisker", "", None, "box-and-whisker plots!"])
-    lists, max_len, info = common.text_field(texts, max_len=3, buckets=1 << 17)
+    lists, max_len, info = fields.text_field(texts, max_len=3, buckets=1 << 17)
     assert [len(x) for x in lists] == [3, 0, 0, 3]
     assert lists[0].tolist() == lists[3].tolist()  # same words -> same ids
-    assert lists[0][0] == common.word_id("box", 1 << 17)  # independent of the scenario
+    assert lists[0][0] == fields.word_id("box", 1 << 17)  # independent of the scenario
     assert info["vocab_size"] == 1 << 17 and info["truncated_texts"] == 1 and max_len == 3
-    local, _, info2 = common.text_field(texts, max_len=5, buckets=0)
+    local, _, info2 = fields.text_field(texts, max_len=5, buckets=0)
     assert info2["vocab_size"] == 5  # and, box, plots, whisker + padding 0
     assert local[3].tolist() == [2, 1, 4, 3]  # box and whisker plots
 
@@ -118,10 +117,28 @@ def test_mean_history_len_matches_build_histories():
     n = 400
     df = pd.DataFrame({"user": rng.integers(0, 20, n), "item": rng.integers(0, 50, n),
                        "label": (rng.random(n) < 0.6).astype(np.float32), "ts": rng.integers(0, 60, n)})
-    df["split"] = common.split_names(common.per_user_chrono_split(df["user"].to_numpy(), df["ts"].to_numpy()))
+    df["split"] = splits.split_names(splits.per_user_chrono_split(df["user"].to_numpy(), df["ts"].to_numpy()))
     h = build_histories(df["user"].to_numpy(), df["item"].to_numpy(), df["label"].to_numpy(), df["ts"].to_numpy(),
                         df["split"].map(SPLIT_LEVEL).to_numpy(), k=5)
-    assert common.mean_history_len(df, k=5) == pytest.approx((h >= 0).sum(1).mean())
+    assert history.mean_history_len(df, cap=5) == pytest.approx((h >= 0).sum(1).mean())
+    h_all = build_histories(df["user"].to_numpy(), df["item"].to_numpy(), df["label"].to_numpy(),
+                            df["ts"].to_numpy(), df["split"].map(SPLIT_LEVEL).to_numpy(), k=n)
+    assert (h_all >= 0).sum(1).max() > 5  # the cap matters on this data
+    assert history.mean_history_len(df, cap=None) == pytest.approx((h_all >= 0).sum(1).mean())
+
+
+def test_mean_history_len_of_an_explicit_history_column():
+    df = pd.DataFrame({"history": [np.arange(3), np.arange(0), np.arange(30)]})
+    assert history.mean_history_len(df, cap=None) == 11.0  # what stats.json reports (uncapped)
+    assert history.mean_history_len(df, cap=20) == pytest.approx(23 / 3)
+    assert history.mean_history_len(df.iloc[:0], cap=None) == 0.0
+
+
+def test_dense_ids_sorted_and_mixed_types_as_strings():
+    codes, uniq = ids.dense_ids(np.array([30, 10, 20, 10]))
+    assert codes.tolist() == [2, 0, 1, 0] and uniq.tolist() == [10, 20, 30]
+    codes, uniq = ids.dense_ids(pd.Series([7, "x", "7", 3.0], dtype=object))  # 7 and "7" are one id
+    assert uniq.tolist() == ["3.0", "7", "x"] and codes.tolist() == [1, 2, 1, 0]
 
 
 # -------------------------------------------------------------------------------------------------- raw
@@ -203,104 +220,3 @@ def test_read_manifest_rejects_garbage(tmp_path):
     m.write_text("file\tbytes\tsha256\tsource\na.txt\tten\tabc\tx\n")
     with pytest.raises(RawDataError, match=r"MANIFEST\.tsv:2"):
         raw.read_manifest(m)
-
-
-# ------------------------------------------------------------------------------------------------ download
-
-
-def test_verify_sha256_on_a_local_file(tmp_path):
-    p = tmp_path / "data.bin"
-    p.write_bytes(b"abc")
-    good = hashlib.sha256(b"abc").hexdigest()
-    dl.verify_sha256(p, good, size=3)
-    dl.verify_sha256(p, good.upper())
-    with pytest.raises(dl.DownloadError, match="does not match"):
-        dl.verify_sha256(p, "0" * 64)
-    with pytest.raises(dl.DownloadError, match="3 bytes, expected 4"):
-        dl.verify_sha256(p, good, size=4)
-    with pytest.raises(dl.DownloadError, match="file missing"):
-        dl.verify_sha256(tmp_path / "nope", good)
-
-
-class _FakeOpener:
-    """Serves bytes from a dict instead of the network (tests never touch the network)."""
-
-    def __init__(self, blobs: dict[str, bytes]):
-        self.blobs, self.calls = blobs, []
-
-    def __call__(self, req, timeout=None):
-        url = req.full_url
-        self.calls.append(url)
-        if url not in self.blobs:
-            raise OSError(f"404 {url}")
-        return io.BytesIO(self.blobs[url])
-
-
-def test_fetch_verifies_and_writes_atomically(tmp_path):
-    data = b"payload\n"
-    f = dl.RemoteFile("x.txt", len(data), hashlib.sha256(data).hexdigest(), "http://h.invalid/x.txt")
-    dl.fetch_file(f, tmp_path / "x.txt", opener=_FakeOpener({f.source: data}))
-    assert (tmp_path / "x.txt").read_bytes() == data
-    bad = dl.RemoteFile("y.txt", len(data), "0" * 64, "http://h.invalid/y.txt")
-    with pytest.raises(dl.DownloadError, match="expected 8 bytes with sha256 0000"):
-        dl.fetch_file(bad, tmp_path / "y.txt", opener=_FakeOpener({bad.source: data}))
-    assert not (tmp_path / "y.txt").exists()
-    assert not list(tmp_path.glob(".*.part"))  # no temp file left behind
-    with pytest.raises(dl.DownloadError, match="could not fetch"):
-        dl.fetch_file(bad, tmp_path / "y.txt", opener=_FakeOpener({}))
-
-
-def test_fetched_raw_file_mode_follows_umask(tmp_path):
-    import os
-    import stat
-
-    data = b"payload\n"
-    f = dl.RemoteFile("x.txt", len(data), hashlib.sha256(data).hexdigest(), "http://h.invalid/x.txt")
-    prev = os.umask(0o022)
-    try:
-        dl.fetch_file(f, tmp_path / "x.txt", opener=_FakeOpener({f.source: data}))
-    finally:
-        os.umask(prev)
-    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o644
-
-
-def test_fetch_zip_member(tmp_path):
-    member = b"truster trustee\n"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("ciao/trustnetwork.mat", member)
-        z.writestr("ciao/readme.txt", b"hi")
-    url = "http://h.invalid/ciao.zip"
-    f = dl.RemoteFile("trustnetwork.mat", len(member), hashlib.sha256(member).hexdigest(), "note", url=url,
-                      member="trustnetwork.mat")
-    opener = _FakeOpener({url: buf.getvalue()})
-    cache: dict[str, bytes] = {}
-    dl.fetch_file(f, tmp_path / "trustnetwork.mat", opener=opener, zip_cache=cache)
-    assert (tmp_path / "trustnetwork.mat").read_bytes() == member
-    g = dl.RemoteFile("README.txt", 2, hashlib.sha256(b"hi").hexdigest(), "note", url=url, member="readme.txt")
-    dl.fetch_file(g, tmp_path / "README.txt", opener=opener, zip_cache=cache)
-    assert opener.calls == [url]  # the archive is fetched once
-
-
-def test_download_skips_verified_files_and_writes_manifest(tmp_path, monkeypatch):
-    data = b"1\n1\n1\n"
-    f = dl.RemoteFile("statics.csv", len(data), hashlib.sha256(data).hexdigest(), "http://h.invalid/statics.csv")
-    monkeypatch.setitem(dl.REGISTRY, "statics2011", ("education/statics2011", (f,)))
-    opener = _FakeOpener({f.source: data})
-    dl.download(["statics2011"], tmp_path, opener=opener, log=lambda *_: None)
-    dl.download(["statics2011"], tmp_path, opener=opener, log=lambda *_: None)
-    assert len(opener.calls) == 1
-    folder = tmp_path / "education" / "statics2011"
-    assert raw.read_manifest(folder / "MANIFEST.tsv") == {"statics.csv": (len(data), f.sha256)}
-    assert RawDataset(tmp_path, "education/statics2011").sha256("statics.csv") == f.sha256
-    with pytest.raises(dl.DownloadError, match="unknown dataset"):
-        dl.download(["nope"], tmp_path, opener=opener)
-
-
-def test_registry_matches_shared_manifests():
-    root = raw.default_raw_dir()
-    if not root.is_dir():
-        pytest.skip(f"raw data not available at {root} (set UNIREC_RAW_DIR)")
-    for key, (subdir, _) in dl.REGISTRY.items():
-        m = root / subdir / "MANIFEST.tsv"
-        assert m.read_text() == dl.manifest_text(key), key

@@ -10,9 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from unirec_lab.data.scenarios.raw import repo_root
-
-SCEN = repo_root() / "conf" / "scenario"
+ROOT = Path(__file__).resolve().parents[2]
+SCEN = ROOT / "conf" / "scenario"
 # `_template.yaml` (the user's table scenario template) is covered by tests/unit/test_table_scenario.py
 REAL = sorted(p.stem for p in SCEN.glob("*.yaml")
               if not p.stem.startswith(("synthetic", "_")) and p.stem != "real")
@@ -20,9 +19,9 @@ REAL = sorted(p.stem for p in SCEN.glob("*.yaml")
 
 def _compose(scenario: str, tmp_path: Path):
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(repo_root() / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("prepare", overrides=[f"scenario={scenario}", f"paths.raw_dir={tmp_path}",
-                                             f"paths.root_dir={repo_root()}", f"cache_dir={tmp_path}/c"])
+                                             f"paths.root_dir={ROOT}", f"cache_dir={tmp_path}/c"])
 
 
 def test_every_domain_has_variants():
@@ -55,7 +54,7 @@ def test_real_selects_the_four_defaults(tmp_path):
 
 def test_prepare_defaults_to_synthetic(tmp_path):
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(repo_root() / "conf"), version_base="1.3"):
-        cfg = compose("prepare", overrides=[f"paths.root_dir={repo_root()}"])
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("prepare", overrides=[f"paths.root_dir={ROOT}"])
     assert cfg.force is False and str(cfg.cache_dir).endswith("/bundles")
     assert cfg.scenarios.news.source._target_.endswith("SyntheticScenario")

@@ -338,20 +338,19 @@ def test_prepare_cli_end_to_end_on_tiny_data(tmp_path):
     import subprocess
     import sys
 
-    from unirec_lab.data.scenarios.raw import repo_root
-
+    root = Path(__file__).resolve().parents[2]
     write_dataset(tmp_path / "raw", "education/statics2011",
                   {"statics.csv": "".join(f"5\n1,2,3,{k},5\n1,0,1,1,0\n" for k in range(1, 5))})
     base = [sys.executable, "-m", "unirec_lab.cli.prepare", "scenario=education_statics",
             f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]
-    ok = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=repo_root(), capture_output=True,
+    ok = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=root, capture_output=True,
                         text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "| education | statics2011 | 4 | 5 | 20 |" in ok.stdout
-    again = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=repo_root(), capture_output=True,
+    again = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'raw'}"], cwd=root, capture_output=True,
                            text=True, timeout=120)
     assert again.returncode == 0 and "| yes |" in again.stdout
-    bad = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'missing'}"], cwd=repo_root(), capture_output=True,
+    bad = subprocess.run([*base, f"paths.raw_dir={tmp_path / 'missing'}"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1
     err = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]

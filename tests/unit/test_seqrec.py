@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from unirec_lab.data.scenarios.common import contains_sorted
+from unirec_lab.data.scenarios.ids import contains_sorted
 from unirec_lab.evaluation.metrics import hr_at_k, mrr, ndcg_at_k
 from unirec_lab.seqrec.data import (
     NegativeSampler,

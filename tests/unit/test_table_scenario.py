@@ -16,8 +16,9 @@ import pytest
 
 from unirec_lab.data.datamodule import MultiScenarioDataModule
 from unirec_lab.data.prepare import fingerprint_key, prepare_bundle
-from unirec_lab.data.scenarios.common import DEFAULT_TEXT_BUCKETS, word_id
-from unirec_lab.data.scenarios.raw import RawDataError, RawDataset, default_raw_dir
+from unirec_lab.data.scenarios.base import RawDataset
+from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, word_id
+from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir
 from unirec_lab.data.scenarios.table import TableScenario
 from unirec_lab.data.scenarios.table_io import TableScenarioError
 from unirec_lab.data.schema import BundleError, read_bundle
@@ -463,8 +464,9 @@ def test_the_readme_example_data_and_yaml_make_a_valid_scenario(tmp_path):
     import re
     import subprocess
 
-    doc = (Path(__file__).resolve().parents[2] / "docs_add_your_own_scenario.md").read_text()
-    script = re.findall(r"```bash\n(.*?)```", doc, re.S)[0]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Add your own scenario"):]
+    script = re.findall(r"```bash\n(.*?)```", section, re.S)[0]
     setup = script.split("\nunirec-compare")[0]
     assert "\nunirec-compare -- scenario=[synthetic_news,my_shop] hydra.searchpath=[file://$PWD/my_conf]" in script
     subprocess.run(["bash", "-euo", "pipefail", "-c", setup], cwd=tmp_path, check=True, capture_output=True)

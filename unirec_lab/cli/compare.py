@@ -16,9 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from unirec_lab.results.record import RESULT_FILE, RecordError, read_record
+from unirec_lab.results.record import RESULT_FILE, RecordError, RunRecord
 from unirec_lab.results.tables import comparison_table, markdown_table
 
 
@@ -33,8 +32,8 @@ def run_sweep(models: list[str], seeds: list[int], overrides: list[str], out: Pa
         raise SystemExit(f"error: the sweep failed (exit {proc.returncode}); see {out}")
 
 
-def _collect(out: Path, models: list[str], seeds: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
-    per_seed: dict[int, dict[str, dict[str, Any]]] = {}
+def _collect(out: Path, models: list[str], seeds: list[int]) -> dict[int, dict[str, RunRecord]]:
+    per_seed: dict[int, dict[str, RunRecord]] = {}
     missing = []
     for seed in seeds:
         for m in models:
@@ -43,7 +42,7 @@ def _collect(out: Path, models: list[str], seeds: list[int]) -> dict[int, dict[s
                 missing.append(str(path.parent))
                 continue
             try:
-                per_seed.setdefault(seed, {})[m] = read_record(path)
+                per_seed.setdefault(seed, {})[m] = RunRecord.read(path)
             except RecordError as e:
                 raise SystemExit(f"error: {e}") from None
     if missing:
@@ -71,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed, results in per_seed.items():
         print(f"\n## Test metrics, seed {seed} (best checkpoint by validation; Δ = AUC gain over "
               f"{args.baseline})\n")
-        print(comparison_table(results, baseline=args.baseline))
-    summary = [[m, r["num_parameters"], r["train_samples_per_second"], r["wall_seconds"],
-                r["description"]] for m, r in per_seed[args.seeds[0]].items()]
+        print(comparison_table({m: r.test for m, r in results.items()}, baseline=args.baseline))
+    summary = [[m, r.num_parameters, r.train_samples_per_second, r.wall_seconds, r.description]
+               for m, r in per_seed[args.seeds[0]].items()]
     print("\n" + markdown_table(["model", "parameters", "train samples/s", "wall s", "description"], summary))
     if len(args.seeds) > 1 and args.baseline in args.models:
         from unirec_lab.cli.report import main as report

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from unirec_lab.explain import integrated_gradients
 from unirec_lab.lit.checkpoints import read_checkpoint
-from unirec_lab.results.record import RESULT_FILE, read_record
+from unirec_lab.results.record import RESULT_FILE, RunRecord
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
 
@@ -33,13 +33,13 @@ class ExplainError(ValueError):
     """The run or the request cannot be explained; the message says which file / value and why."""
 
 
-def checkpoint_for(run_dir: Path, record: dict[str, Any], scenario: str) -> tuple[Path, list[str]]:
+def checkpoint_for(run_dir: Path, record: RunRecord, scenario: str) -> tuple[Path, list[str]]:
     """(checkpoint file, scenarios its model was trained on) that the run tested ``scenario`` with."""
-    sel = record.get("selection") or {}
-    if record.get("mode") == "separate":
+    sel = record.selection or {}
+    if record.mode == "separate":
         one, keys, base = sel.get(scenario) or {}, [scenario], run_dir / "per_scenario" / scenario
     else:
-        one, keys, base = sel if "monitor" in sel else sel.get(scenario) or {}, list(record["scenarios"]), run_dir
+        one, keys, base = sel if "monitor" in sel else sel.get(scenario) or {}, list(record.scenarios), run_dir
     if not isinstance(one, dict) or not isinstance(one.get("best_checkpoint"), str):
         raise ExplainError(f"{run_dir / RESULT_FILE}: no selected checkpoint recorded for {scenario!r}")
     return base / one["best_checkpoint"], keys
@@ -50,16 +50,16 @@ def load_run(run_dir: Path, scenario: str) -> tuple[Any, Any, torch.nn.Module]:
     path = run_dir / RESULT_FILE
     if not path.is_file():
         raise ExplainError(f"{path}: not found (is {run_dir} a finished unirec-train run dir?)")
-    record = read_record(path)
-    if scenario not in record["scenarios"]:
-        raise ExplainError(f"--scenario {scenario!r}: the run covers {record['scenarios']}")
-    if not isinstance(record.get("config"), dict):
+    record = RunRecord.read(path)
+    if scenario not in record.scenarios:
+        raise ExplainError(f"--scenario {scenario!r}: the run covers {record.scenarios}")
+    if not isinstance(record.config, dict):
         raise ExplainError(f"{path}: has no resolved config to rebuild the model from")
     ckpt, keys = checkpoint_for(run_dir, record, scenario)
     if not ckpt.is_file():
         raise ExplainError(f"{ckpt}: checkpoint missing (deleted after the run?)")
     state = read_checkpoint(ckpt)["state_dict"]  # before any data is prepared: a bad file fails in a second
-    cfg = OmegaConf.create(record["config"])
+    cfg = OmegaConf.create(record.config)
     scen = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
                 "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
     dm = hydra.utils.instantiate(cfg.data, scenarios=scen)

@@ -10,7 +10,7 @@
 ``slices.md/.tex/.csv/.png``: where the unified model's gains over the baseline come from.
 
 Every run dir under the inputs is found (``result.json``; ``failure.json`` or ``.hydra/`` / ``checkpoints/``
-without ``result.json`` = failed / incomplete; a ``result.json`` that ``read_record`` rejects = invalid or
+without ``result.json`` = failed / incomplete; a ``result.json`` that ``RunRecord.read`` rejects = invalid or
 unreadable, with the reason; all listed in their own section, never tabulated). Runs are pooled over seeds only
 when their configs agree on everything but seed, model keys and paths; otherwise each config is its own group
 (``--strict``: refuse instead). Conventions (std, gain sign, tests) are in ``unirec_lab/results/aggregate.py``
@@ -23,15 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unirec_lab.results.aggregate import (
-    DEFAULT_BASELINE,
-    DEFAULT_METRICS,
-    IncomparableRuns,
-    aggregate,
-    find_run_dirs,
-    load_runs,
-)
+from unirec_lab.results.aggregate import DEFAULT_BASELINE, DEFAULT_METRICS, aggregate
+from unirec_lab.results.grouping import IncomparableRuns
 from unirec_lab.results.report import FORMATS, render_markdown, write_report
+from unirec_lab.results.runs import find_run_dirs, load_runs
 
 
 def _csv_list(text: str) -> list[str]:

@@ -51,12 +51,12 @@ def bundle_row(path: Path | str, seconds: float | None = None, cached: bool | No
 def _mean_history_len(path: Path) -> float | None:
     import pandas as pd
 
-    from unirec_lab.data.scenarios.common import mean_history_len
+    from unirec_lab.data.history import STATS_HISTORY_LEN, mean_history_len
 
     try:
         cols = pd.read_parquet(path / "interactions.parquet").columns
         use = [c for c in ("user", "item", "label", "ts", "split", "history") if c in cols]
-        return mean_history_len(pd.read_parquet(path / "interactions.parquet", columns=use))
+        return mean_history_len(pd.read_parquet(path / "interactions.parquet", columns=use), STATS_HISTORY_LEN)
     except (OSError, ValueError, KeyError):
         return None
 

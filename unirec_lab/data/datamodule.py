@@ -22,6 +22,7 @@ from unirec_lab.data.history import build_histories, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, read_bundle
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
+from unirec_lab.utils.memory import ensure_fits, history_bytes
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             return
         self.bundles = {k: read_bundle(prepare_bundle(s, self.cache_dir)) for k, s in self.sources.items()}
         self.space = build_feature_space(self.bundles)
+        rows = sum(len(b.interactions) for b in self.bundles.values())
+        ensure_fits(history_bytes(rows, self.history_len), "data.history_len", self.history_len,
+                    f"the behaviour histories ({rows} rows x history_len x 8 bytes, twice while built)")
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         group_offset = 0
         for s_idx, b in enumerate(self.bundles.values()):

@@ -11,6 +11,15 @@ user's visible positives precede it, and gathers the last ``k`` of them. No per-
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unirec_lab.features import SPLIT_LEVEL
+
+# The stats table counts histories with the cap the data module uses by default (conf/data/default.yaml
+# history_len); it only affects the reported statistic, never a bundle.
+STATS_HISTORY_LEN = 20
 
 
 def _dense_rank(x: np.ndarray) -> np.ndarray:
@@ -65,3 +74,42 @@ def pad_histories(lists: list | np.ndarray, k: int, pad: int = -1) -> np.ndarray
     if len(flat):
         out = np.where(ok, flat[np.clip(idx, 0, len(flat) - 1)], pad)
     return out
+
+
+def split_levels(split: pd.Series) -> np.ndarray:
+    """``train``/``val``/``test`` -> 0/1/2 (vectorised in Arrow; unknown values -> -1)."""
+    idx = pc.index_in(pa.array(split), value_set=pa.array(list(SPLIT_LEVEL)))
+    return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def mean_history_len(inter: pd.DataFrame, cap: int | None) -> float:
+    """Mean history length per row, each capped at ``cap`` (``None``: uncapped): the explicit ``history`` column
+    when present, else the number of the user's positives strictly earlier in time that the row's split may see
+    (the rule of :func:`build_histories`), counted without materialising the histories."""
+    if len(inter) == 0:
+        return 0.0
+    limit = np.iinfo(np.int64).max if cap is None else cap
+    if "history" in inter.columns:
+        lens = inter["history"].map(len).to_numpy()
+        return float((lens if cap is None else np.minimum(lens, cap)).mean())
+    user = inter["user"].to_numpy(np.int64)
+    ts = inter["ts"].to_numpy(np.int64)
+    span = int(ts.max()) - int(ts.min()) + 1
+    if span * (int(user.max()) + 1) < 2**62:  # (user, ts) key without ranking the timestamps (no big sort)
+        t_rank, n_t = ts - ts.min(), span
+    else:
+        t_rank = _dense_rank(ts).reshape(-1)
+        n_t = int(t_rank.max()) + 1
+    key = user * n_t + t_rank
+    level = split_levels(inter["split"])
+    pos = inter["label"].to_numpy() > 0.5
+    total = 0
+    for lv in (0, 1, 2):
+        rows = np.flatnonzero(level == lv)
+        if len(rows) == 0:
+            continue
+        p_key = np.sort(key[pos & (level <= lv)])
+        end = np.searchsorted(p_key, key[rows], side="left")
+        start = np.searchsorted(p_key, user[rows] * n_t, side="left")
+        total += int(np.minimum(end - start, limit).sum())
+    return total / len(inter)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from unirec_lab.data.schema import Bundle, FeatureSpec, bundle_problem, read_bundle, write_bundle
+from unirec_lab.data.schema import FeatureSpec, bundle_problem, write_bundle
 from unirec_lab.utils.atomic import make_temp_dir, publish_dir, remove_stale
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,3 @@ def ensure_bundle(source: ScenarioSource, cache_dir: Path | str, force: bool = F
 def prepare_bundle(source: ScenarioSource, cache_dir: Path | str, force: bool = False) -> Path:
     """Return the directory of the source's bundle, building it first when it is absent, stale or corrupt."""
     return ensure_bundle(source, cache_dir, force).path
-
-
-def load_scenario(source: ScenarioSource, cache_dir: Path | str) -> Bundle:
-    """Prepare (if needed) and load one scenario's bundle."""
-    return read_bundle(prepare_bundle(source, cache_dir))

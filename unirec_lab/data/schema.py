@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from unirec_lab.data.history import mean_history_len
 from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
@@ -180,7 +181,7 @@ def compute_stats(spec: FeatureSpec, inter: pd.DataFrame) -> dict[str, Any]:
     if "group" in inter.columns:
         stats["groups"] = int(inter["group"].nunique())
     if "history" in inter.columns:
-        stats["mean_history_len"] = float(inter["history"].map(len).mean()) if n else 0.0
+        stats["mean_history_len"] = mean_history_len(inter, cap=None)
     return stats
 
 

@@ -41,17 +41,30 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def check_signature(path: Path, signature: dict[str, str], ckpt: dict[str, Any] | None = None) -> None:
+    """Refuse a checkpoint without this config's signature, naming a differing key."""
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    saved = (ckpt.get("unirec") or {}).get("signature")
+    if not isinstance(saved, dict):
+        raise IncompatibleCheckpointError(f"{path}: carries no config signature (not written by unirec-train, or "
+                                          "by an older version); start a new run dir instead of resume")
+    refuse_other_config(path, saved, signature)
+
+
+def refuse_other_config(path: Path, saved: dict[str, Any], signature: dict[str, str]) -> None:
+    """Raise naming one differing key (and how many differ) when ``saved`` is not ``signature``."""
+    diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
+    if diff:
+        k = diff[0]
+        raise IncompatibleCheckpointError(
+            f"{path}: written by a different config ({len(diff)} key(s) differ, e.g. {k}: saved "
+            f"{saved.get(k)!r} vs now {signature.get(k)!r}); start a new run dir instead of resume")
+
+
 def check_resumable(path: Path, module: nn.Module, signature: dict[str, str]) -> None:
     """Raise :class:`IncompatibleCheckpointError` naming what differs; never unpickles arbitrary objects."""
     ckpt = read_checkpoint(path)
-    saved = (ckpt.get("unirec") or {}).get("signature")
-    if saved is not None:
-        diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
-        if diff:
-            k = diff[0]
-            raise IncompatibleCheckpointError(
-                f"{path}: written by a different config ({len(diff)} key(s) differ, e.g. {k}: checkpoint "
-                f"{saved.get(k)!r} vs now {signature.get(k)!r}); start a new run dir instead of resume")
+    check_signature(path, signature, ckpt)
     state = ckpt.get("state_dict", {})
     own = module.state_dict()
     for k, v in own.items():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import math
 
-from unirec_lab.results.aggregate import Aggregate, lower_is_better
+from unirec_lab.results.aggregate import Aggregate
+from unirec_lab.results.stats import lower_is_better
 
 
 def plot_png(agg: Aggregate, metric: str, title: str | None = None, dpi: int = 120) -> bytes:

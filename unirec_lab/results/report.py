@@ -16,27 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from unirec_lab.results.aggregate import Aggregate, Failure, Group, lower_is_better
-from unirec_lab.results.tables import markdown_table
+from unirec_lab.results.aggregate import Aggregate
+from unirec_lab.results.grouping import Group
+from unirec_lab.results.runs import Failure
+from unirec_lab.results.stats import lower_is_better
+from unirec_lab.results.tables import csv_table, fixed, latex_tabular, markdown_table, tex_escape, tex_fixed
 from unirec_lab.utils.atomic import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("md", "tex", "csv", "png")
 FILES = {"md": "table.md", "tex": "table.tex", "csv": "table.csv", "png": "plot.png"}
 FAILURES_FILE = "failures.md"
 DAGGER = "†"
-
-
-def _num(v: float, digits: int) -> str:
-    """A fixed-point number; ``inf`` / ``-inf`` / ``nan`` when not finite (a diverged run must stay visible)."""
-    return f"{v:.{digits}f}" if math.isfinite(v) else str(v)
-
-
-_TEX_NONFINITE = {"inf": r"\infty", "-inf": r"-\infty", "nan": r"\mathrm{NaN}"}
-
-
-def _tex_num(v: float, digits: int) -> str:
-    text = _num(v, digits)
-    return _TEX_NONFINITE.get(text, text)
 
 
 def _p(p: float, n_pairs: int) -> str:
@@ -82,10 +72,10 @@ def group_header(g: Group, agg: Aggregate) -> list[str]:
 def _md_value(r: pd.Series, digits: int, n_row: int) -> str:
     if not r["n"]:
         return "n/a"
-    mean = _num(r["mean"], digits)
+    mean = fixed(r["mean"], digits)
     text = f"**{mean}**" if r["best"] else mean
     if r["n"] > 1:
-        text += f" ± {_num(r['std'], digits)}"
+        text += f" ± {fixed(r['std'], digits)}"
     if r["n"] != n_row:
         text += f" (n={r['n']})"
     return text
@@ -133,21 +123,13 @@ def render_failures(failures: Sequence[Failure], heading: str = "#") -> str:
 
 # --------------------------------------------------------------------------------------------- LaTeX
 
-_TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def tex_escape(s: str) -> str:
-    return "".join(_TEX_ESCAPE.get(c, c) for c in str(s))
-
-
 def _tex_value(r: pd.Series, digits: int) -> str:
     if not r["n"]:
         return "n/a"
-    mean = _tex_num(r["mean"], digits)
+    mean = tex_fixed(r["mean"], digits)
     text = rf"\mathbf{{{mean}}}" if r["best"] else mean
     if r["n"] > 1:
-        text += rf" \pm {_tex_num(r['std'], digits)}"
+        text += rf" \pm {tex_fixed(r['std'], digits)}"
     return f"${text}$"
 
 
@@ -173,25 +155,21 @@ def render_latex(agg: Aggregate, title: str | None = None, digits: int = 4) -> s
     k = len(agg.metrics)
     for g in agg.groups:
         caption = tex_escape(title or "Results") + (f" (group {g.name})" if len(agg.groups) > 1 else "")
-        head = " & ".join(rf"\multicolumn{{2}}{{c}}{{{tex_escape(m)} "
-                          + (r"$\downarrow$" if lower_is_better(m) else r"$\uparrow$") + "}" for m in agg.metrics)
+        multi = [rf"\multicolumn{{2}}{{c}}{{{tex_escape(m)} " + (r"$\downarrow$" if lower_is_better(m) else r"$\uparrow$")
+                 + "}" for m in agg.metrics]
         cmid = " ".join(rf"\cmidrule(lr){{{4 + 2 * i}-{5 + 2 * i}}}" for i in range(k))
-        out += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
-                r"\begin{tabular}{llr" + "rr" * k + "}", r"\toprule",
-                rf"Scenario & Model & $n$ & {head} \\", cmid,
-                " & & & " + " & ".join([r"mean $\pm$ std", r"$\Delta$"] * k) + r" \\", r"\midrule"]
-        last_sc = None
+        head = [["Scenario", "Model", "$n$", *multi], cmid,
+                " & & & " + " & ".join([r"mean $\pm$ std", r"$\Delta$"] * k) + r" \\"]
+        rows, breaks, last_sc = [], [], None
         for sc, model, d in _rows(agg, g):
             if last_sc is not None and sc != last_sc:
-                out.append(r"\midrule")
+                breaks.append(len(rows))
             cells = [tex_escape(sc) if sc != last_sc else "", tex_escape(model), str(int(d["n"].max()))]
-            for m in agg.metrics:
-                cells += [_tex_value(d.loc[m], digits), _tex_gain(d.loc[m])]
-            out.append(" & ".join(cells) + r" \\")
+            rows.append(cells + [c for m in agg.metrics for c in (_tex_value(d.loc[m], digits), _tex_gain(d.loc[m]))])
             last_sc = sc
-        out += [r"\bottomrule", r"\end{tabular}",
-                r"\par\smallskip\footnotesize " + _tex_legend(agg),
-                r"\end{table}"]
+        out += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
+                *latex_tabular("llr" + "rr" * k, head, rows, breaks),
+                r"\par\smallskip\footnotesize " + _tex_legend(agg), r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
@@ -201,7 +179,7 @@ def render_latex(agg: Aggregate, title: str | None = None, digits: int = 4) -> s
 def render_csv(agg: Aggregate) -> str:
     t = agg.table.copy()
     t.insert(5, "baseline", t["group"].map({g.name: g.baseline or "" for g in agg.groups}))
-    return t.to_csv(index=False, float_format="%.10g")
+    return csv_table(list(t.columns), t.itertuples(index=False), float_format="%.10g")
 
 
 # --------------------------------------------------------------------------------------------- writing

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 from unirec_lab.data.scenarios.amazon_s3rec import DATASETS, AmazonS3RecScenario, read_sequences
-from unirec_lab.data.scenarios.common import sample_negatives, sorted_unique
-from unirec_lab.data.scenarios.raw import RawDataError, RawDataset, default_raw_dir
+from unirec_lab.data.scenarios.base import RawDataset
+from unirec_lab.data.scenarios.ids import sorted_unique
+from unirec_lab.data.scenarios.negatives import sample_negatives
+from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir
 
 ALIASES = {"Toys": "Toys_and_Games", "Sports": "Sports_and_Outdoors"}
 MIN_LEN = 3  # one training item + validation + test

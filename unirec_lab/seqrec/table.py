@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from unirec_lab.results.record import RESULT_FILE, read_record
+from unirec_lab.results.record import RESULT_FILE, RunRecord
+from unirec_lab.results.tables import csv_table, markdown_table
 from unirec_lab.seqrec.evaluate import METRICS
 from unirec_lab.utils.atomic import atomic_write_text
 
@@ -47,17 +48,17 @@ def collect(runs_dir: Path) -> pd.DataFrame:
     """One row per completed SASRec ``result.json`` under ``runs_dir``; duplicates (dataset, seed) fail."""
     rows: list[dict[str, Any]] = []
     for path in sorted(Path(runs_dir).rglob(RESULT_FILE)):
-        rec = read_record(path)  # RecordError (one line naming the file) for a malformed record
-        if rec.get("model") != "sasrec" or rec.get("status") != "completed":
+        rec = RunRecord.read(path)  # RecordError (one line naming the file) for a malformed record
+        if rec.model != "sasrec" or rec.status != "completed":
             continue
-        (ds,) = rec["scenarios"]
-        sel = rec["selection"]
-        rows.append({"dataset": ds, "seed": int(rec["seed"]), "best_epoch": sel["best_epoch"],
+        (ds,) = rec.scenarios
+        sel = rec.selection
+        rows.append({"dataset": ds, "seed": rec.seed, "best_epoch": sel["best_epoch"],
                      "epochs_run": sel["epochs_run"], "stop_reason": sel["stop_reason"],
-                     **{m: rec["test"][ds][m] for m in METRICS},
-                     "val_ndcg@10": rec.get("val", {}).get(ds, {}).get("ndcg@10"),
-                     "wall_seconds": round(rec["wall_seconds"], 1), "seconds_per_epoch": rec["seconds_per_epoch"],
-                     "train_samples_per_second": rec["train_samples_per_second"], "git_sha": rec["git_sha"][:12],
+                     **{m: rec.test[ds][m] for m in METRICS},
+                     "val_ndcg@10": (rec.val or {}).get(ds, {}).get("ndcg@10"),
+                     "wall_seconds": round(rec.wall_seconds, 1), "seconds_per_epoch": rec.seconds_per_epoch,
+                     "train_samples_per_second": rec.train_samples_per_second, "git_sha": rec.git_sha[:12],
                      "run_dir": path.parent.relative_to(runs_dir).as_posix()})
     if not rows:
         raise FileNotFoundError(f"no completed sasrec result.json under {runs_dir}")
@@ -90,6 +91,16 @@ def _f(v: float, d: int = 4) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
 
 
+PER_RUN_HEADER = ["dataset", "seed", "best epoch", "epochs run", "stop", *(m.upper() for m in METRICS), "val NDCG@10",
+                  "wall s", "s/epoch", "train seq/s"]
+
+
+def _per_run_row(r: pd.Series) -> list[str]:
+    return [str(r["dataset"]), str(r["seed"]), str(r["best_epoch"]), str(r["epochs_run"]), str(r["stop_reason"]),
+            *(_f(r[m]) for m in METRICS), _f(r["val_ndcg@10"]), f"{r['wall_seconds']:.0f}",
+            f"{r['seconds_per_epoch']:.2f}", f"{r['train_samples_per_second']:.0f}"]
+
+
 def render(df: pd.DataFrame) -> str:
     agg = aggregate(df)
     lines = ["# SASRec on Amazon Beauty / Toys_and_Games under the S3-Rec protocol: published vs. ours", "",
@@ -104,23 +115,13 @@ def render(df: pd.DataFrame) -> str:
     for ds, g in agg.groupby("dataset", sort=True):
         seeds = ", ".join(str(s) for s in sorted(df.loc[df["dataset"] == ds, "seed"]))
         n = int((df["dataset"] == ds).sum())
+        rows = [[r["metric"].upper(), _f(r["published"]), _f(AUTHORS_RERUN.get(ds, {}).get(r["metric"], math.nan)),
+                 f"{_f(r['mean'])} ± {_f(r['std'])}", f"{r['diff']:+.4f}", "yes" if r["within"] else "no"]
+                for _, r in g.iterrows()]
         lines += [f"## {ds} ({n} seed{'s' if n != 1 else ''}: {seeds})", "",
-                  f"| metric | published | authors' re-run | ours (mean ± std) | difference | within ±{TARGET} |",
-                  "|---|---|---|---|---|---|"]
-        for _, r in g.iterrows():
-            rerun = AUTHORS_RERUN.get(ds, {}).get(r["metric"], math.nan)
-            lines.append(f"| {r['metric'].upper()} | {_f(r['published'])} | {_f(rerun)} | {_f(r['mean'])} ± "
-                         f"{_f(r['std'])} | {r['diff']:+.4f} | {'yes' if r['within'] else 'no'} |")
-        lines.append("")
-    lines += ["## Per run", "",
-              "| dataset | seed | best epoch | epochs run | stop | " + " | ".join(m.upper() for m in METRICS)
-              + " | val NDCG@10 | wall s | s/epoch | train seq/s |",
-              "|---|---|---|---|---|" + "---|" * len(METRICS) + "---|---|---|---|"]
-    for _, r in df.iterrows():
-        lines.append(f"| {r['dataset']} | {r['seed']} | {r['best_epoch']} | {r['epochs_run']} | {r['stop_reason']} | "
-                     + " | ".join(_f(r[m]) for m in METRICS)
-                     + f" | {_f(r['val_ndcg@10'])} | {r['wall_seconds']:.0f} | {r['seconds_per_epoch']:.2f} | "
-                       f"{r['train_samples_per_second']:.0f} |")
+                  markdown_table(["metric", "published", "authors' re-run", "ours (mean ± std)", "difference",
+                                  f"within ±{TARGET}"], rows, pad=False), ""]
+    lines += ["## Per run", "", markdown_table(PER_RUN_HEADER, [_per_run_row(r) for _, r in df.iterrows()], pad=False)]
     total = float(df["wall_seconds"].sum())
     lines += ["", f"Sum of the per-run wall times over {len(df)} runs: {total / 60:.1f} min (run.sh runs two jobs "
                   "at a time, one thread each, on a shared 2-core machine: the times include other users' load)."]
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         a.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(summary, df.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(summary, csv_table(list(df.columns), df.itertuples(index=False), float_format="%.6g"))
     text = render(read_summary(summary))
     atomic_write_text(a.out / TABLE_FILE, text)
     print(text)

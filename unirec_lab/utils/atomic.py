@@ -1,6 +1,7 @@
 """Atomic writes and directory publishing: a reader never sees a half-written file or a vanishing directory.
 
-Files are written to a temp file in the same directory, fsynced, then renamed over the target. Directories
+Files are written to a temp file in the same directory, fsynced, then renamed over the target (and the directory
+fsynced); a full disk becomes :class:`DiskFullError`, one line naming the file, with nothing under the final name. Directories
 (scenario bundles) are never replaced in place: each build is its own *version* directory and the public name
 is a symlink that is swapped atomically to the new version. A reader that resolved the old version keeps
 reading it; superseded versions and the temp dirs of killed writers are removed by age (:func:`remove_stale`).
@@ -11,14 +12,74 @@ would, not with ``tempfile``'s private 0600 / 0700, so a shared results dir or c
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing was left under the final name."""
+
+    def __init__(self, path: Path | str, cause: OSError) -> None:
+        what = "disk quota exceeded" if cause.errno == errno.EDQUOT else "no space left on device"
+        super().__init__(cause.errno, f"{path}: {what} while writing it; nothing was written under that name "
+                                      f"(free space, or put hydra.run.dir / UNIREC_CACHE_DIR on a bigger disk)")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS
+
+
+def atomic_write_with(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
+    """``write(f)`` into a temp file in ``path``'s directory, fsync, rename over ``path``, fsync the directory.
+    Any failure removes the temp file (``path`` keeps its old content); ENOSPC / EDQUOT -> :class:`DiskFullError`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+    except OSError as e:
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(path, e) from e
+        raise
+
+
+def _fsync_dir(d: Path) -> None:
+    """Make the rename itself durable (best effort: not every filesystem lets a directory be fsynced)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
 
 
 def current_umask() -> int:
@@ -34,25 +95,9 @@ def current_umask() -> int:
     return mask
 
 
-def _write_atomic(path: Path | str, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_text(path: Path | str, text: str) -> None:
     """Write ``text`` (UTF-8) to a temp file in the same directory, fsync it, then rename over ``path``."""
-    _write_atomic(path, text.encode("utf-8"))
+    atomic_write_with(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: Path | str, obj: Any) -> None:
@@ -60,7 +105,7 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    _write_atomic(path, data)
+    atomic_write_with(path, lambda f: f.write(data))
 
 
 def make_temp_dir(parent: Path, prefix: str) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from unirec_lab.evaluation.metrics import metric_fn
+from unirec_lab.utils.rundir import check_experiment_name
 
 
 class ConfigError(ValueError):
@@ -41,11 +42,30 @@ def check_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr is not None and not float(lr) > 0:
         raise ConfigError(f"optimizer.lr={lr}, expected a positive number")
-    dim = cfg.backbone.get("embedding_dim")
-    if dim is not None and int(dim) <= 0:
-        raise ConfigError(f"backbone.embedding_dim={dim}, expected a positive integer")
-    if int(cfg.data.batch_size) <= 0:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size}, expected a positive integer")
+    check_run_values(cfg)
+
+
+def _int(key: str, value: Any, lo: int, hi: int | None = None, null_ok: bool = False) -> None:
+    """``key=value`` must be an integer in ``[lo, hi]`` (or null when ``null_ok``)."""
+    if value is None and null_ok:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        expected = f"an integer in [{lo}, {hi}]" if hi is not None else \
+            ("a positive integer" if lo == 1 else f"an integer >= {lo}")
+        raise ConfigError(f"{key}={value}, expected {expected}{' or null' if null_ok else ''}")
+
+
+def check_run_values(cfg: DictConfig) -> None:
+    """Numbers checked before any data is prepared: each bad one names its key."""
+    check_experiment_name(cfg.get("experiment_name", "default"))
+    _int("seed", cfg.get("seed"), 0, 2 ** 32 - 1)
+    _int("num_threads", cfg.get("num_threads"), 1, null_ok=True)
+    _int("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1)
+    _int("data.batch_size", cfg.data.get("batch_size"), 1)
+    _int("data.history_len", cfg.data.get("history_len"), 0)
+    if cfg.backbone.get("embedding_dim") is not None:
+        _int("backbone.embedding_dim", cfg.backbone.embedding_dim, 1)
 
 
 _PACKAGE = re.compile(r"^\s*#\s*@package\b")

@@ -21,13 +21,9 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    RawScenarioSource,
-    list_column,
-    make_spec,
-    multi_field,
-    rated_interactions,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import list_column, multi_field
+from unirec_lab.data.scenarios.interactions import make_spec, rated_interactions
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
 from unirec_lab.data.schema import FieldSpec
 

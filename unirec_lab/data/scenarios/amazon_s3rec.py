@@ -24,15 +24,11 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    RawScenarioSource,
-    interaction_keys,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    sample_negatives,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import list_column, multi_field
+from unirec_lab.data.scenarios.ids import dense_ids, interaction_keys
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
+from unirec_lab.data.scenarios.negatives import sample_negatives
 from unirec_lab.data.scenarios.raw import RawDataError, parse_int_list, read_json, read_lines
 from unirec_lab.data.schema import FieldSpec
 
@@ -102,10 +98,9 @@ class AmazonS3RecScenario(RawScenarioSource):
         raw_user, raw_item, pos = read_sequences(seq_file)
         attrs = read_attributes(attr_file)
 
-        user_ids, user = np.unique(raw_user, return_inverse=True)
-        item_ids, item = np.unique(raw_item, return_inverse=True)
+        user, user_ids = dense_ids(raw_user)
+        item, item_ids = dense_ids(raw_item)
         nu, ni = len(user_ids), len(item_ids)
-        user, item = user.astype(np.int64).reshape(-1), item.astype(np.int64).reshape(-1)
 
         length = np.bincount(user, minlength=nu)[user]
         level = np.where(length < 3, 0, np.where(pos == length - 1, 2, np.where(pos == length - 2, 1, 0)))

@@ -24,19 +24,13 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    DEFAULT_TEXT_BUCKETS,
-    RawScenarioSource,
-    dense_ids,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    per_user_chrono_split,
-    text_field,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, list_column, multi_field, text_field
+from unirec_lab.data.scenarios.ids import dense_ids
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.mind import _first_bad, line_of, read_tsv
 from unirec_lab.data.scenarios.raw import RawDataError
+from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
 
 

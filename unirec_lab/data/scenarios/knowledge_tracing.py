@@ -30,18 +30,12 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    DEFAULT_TEXT_BUCKETS,
-    RawScenarioSource,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    per_user_chrono_split,
-    positions_in_user,
-    text_field,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, list_column, multi_field, text_field
+from unirec_lab.data.scenarios.ids import dense_ids, positions_in_user
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, parse_int_array, read_json, read_lines
+from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -153,9 +147,8 @@ class KnowledgeTracingScenario(RawScenarioSource):
             merged = int(dup.sum())
             df = df.loc[~dup].reset_index(drop=True)
 
-        user_ids, user = np.unique(df["student"].to_numpy(), return_inverse=True)
-        item_ids, item = np.unique(df[self.item_column].to_numpy(), return_inverse=True)
-        user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+        user, user_ids = dense_ids(df["student"].to_numpy())
+        item, item_ids = dense_ids(df[self.item_column].to_numpy())
         skills_item = np.searchsorted(item_ids, skills_df[self.item_column].to_numpy())
         nu, ni = len(user_ids), len(item_ids)
         ts = positions_in_user(user)  # rows are in answer order within a student

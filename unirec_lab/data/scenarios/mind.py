@@ -31,15 +31,10 @@ import pandas as pd
 import pyarrow as pa
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    DEFAULT_TEXT_BUCKETS,
-    RawScenarioSource,
-    dense_ids,
-    interactions_frame,
-    list_column,
-    make_spec,
-    text_field,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, list_column, text_field
+from unirec_lab.data.scenarios.ids import dense_ids
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, utf8_error
 from unirec_lab.data.schema import FieldSpec
 

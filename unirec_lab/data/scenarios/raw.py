@@ -2,20 +2,18 @@
 
 - where the raw data lives (:func:`default_raw_dir`: env ``UNIREC_RAW_DIR``, else ``../shared/data`` from the
   working directory or ``$UNIREC_ROOT``, the rule of ``conf/paths/default.yaml``);
-- :class:`RawDataset`: one dataset folder (e.g. ``ecommerce/amazon_s3rec``) with its ``MANIFEST.tsv``;
-  checks that a file exists and that its sha256 matches the manifest, with one clear line when not;
+- the ``MANIFEST.tsv`` format (``file bytes sha256 source``) that pins every raw file;
 - sha256 of a file, cached in memory per ``(path, size, mtime)`` so a cached re-run does not re-hash;
-- line-numbered parsers for the integer text formats the datasets use.
+- line-numbered parsers for the text formats the datasets use.
 
 Every failure raises :class:`RawDataError` (a :class:`~unirec_lab.data.schema.BundleError`) whose message names
-the file and what is wrong, plus how to get the data when it is missing.
+the file and what is wrong. A dataset folder and its checks are :class:`~unirec_lab.data.scenarios.base.RawDataset`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +29,6 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 class RawDataError(BundleError):
     """A raw data file is missing, corrupt or does not match its manifest."""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
 
 
 def default_raw_dir() -> Path:
@@ -59,12 +53,23 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
 
 
 def clear_sha_cache() -> None:
+    """Forget every cached digest (scripts/prepare_benchmark.py times a cold prepare with it)."""
     _SHA_CACHE.clear()
 
 
-def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
-    """Parse ``MANIFEST.tsv`` (header ``file bytes sha256 source``) into ``{file: (bytes, sha256)}``."""
-    out: dict[str, tuple[int, str]] = {}
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One row of a ``MANIFEST.tsv``: a file, its size and sha256, and where it comes from (a URL or a note)."""
+
+    name: str
+    size: int
+    sha256: str
+    source: str = ""
+
+
+def manifest_entries(path: Path) -> list[ManifestEntry]:
+    """Parse ``MANIFEST.tsv`` (header ``file bytes sha256 source``); a bad row is one line naming it."""
+    out: list[ManifestEntry] = []
     for lineno, line in enumerate(read_lines(path), 1):
         if not line.strip() or (lineno == 1 and line.startswith("file\t")):
             continue
@@ -72,83 +77,13 @@ def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
         if len(parts) < 3 or not parts[1].isdigit() or len(parts[2]) != 64:
             raise RawDataError(f"{path}:{lineno}: expected 'file<TAB>bytes<TAB>sha256<TAB>source', "
                                f"got {line[:80]!r}")
-        out[parts[0]] = (int(parts[1]), parts[2].lower())
+        out.append(ManifestEntry(parts[0], int(parts[1]), parts[2].lower(), parts[3] if len(parts) > 3 else ""))
     return out
 
 
-def download_hint(dataset: str, root: Path) -> str:
-    """How to get a dataset: the download command only for datasets the download registry knows."""
-    from unirec_lab.data.download import REGISTRY
-
-    if dataset not in REGISTRY:
-        return f"{dataset!r} has no download entry: put its files there yourself (or set UNIREC_RAW_DIR)"
-    return f"get it with: python -m unirec_lab.data.download --dest {root} {dataset} (or set UNIREC_RAW_DIR)"
-
-
-@dataclass
-class RawDataset:
-    """One dataset folder under the raw root, e.g. ``RawDataset(root, "ecommerce/amazon_s3rec")``."""
-
-    root: Path
-    subdir: str
-    verify: bool = True
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root)
-
-    @property
-    def key(self) -> str:
-        return self.subdir.rsplit("/", 1)[-1]
-
-    @property
-    def path(self) -> Path:
-        return self.root / self.subdir
-
-    def check_dir(self) -> None:
-        if not self.root.is_dir():
-            raise RawDataError(f"raw data directory {self.root} does not exist; "
-                               f"{download_hint(self.key, self.root)}")
-        if not self.path.is_dir():
-            raise RawDataError(f"raw data folder {self.path} does not exist; {download_hint(self.key, self.root)}")
-
-    def expected(self) -> dict[str, tuple[int, str]]:
-        """The manifest of this folder: its ``MANIFEST.tsv``, else the copy built into the download registry."""
-        m = self.path / MANIFEST
-        if m.is_file():
-            return read_manifest(m)
-        from unirec_lab.data.download import REGISTRY, registry_manifest
-
-        if self.key not in REGISTRY:
-            raise RawDataError(f"{m} is missing and {self.key!r} has no download entry, so its files cannot be "
-                               "verified; write a MANIFEST.tsv (file, bytes, sha256, source) or, for your own "
-                               "tables, use a TableScenario config (conf/scenario/_template.yaml), which needs none")
-        return registry_manifest(self.key)
-
-    def file(self, name: str) -> Path:
-        """Path of a raw file after checking it exists (sha256 is checked by :meth:`sha256`)."""
-        self.check_dir()
-        p = self.path / name
-        if not p.is_file():
-            raise RawDataError(f"raw file {p} is missing; {download_hint(self.key, self.root)}")
-        return p
-
-    def sha256(self, name: str) -> str:
-        """sha256 of one raw file, checked against the manifest (size first: cheap and catches truncation)."""
-        p = self.file(name)
-        exp = self.expected().get(name) if self.verify else None
-        if exp is not None and p.stat().st_size != exp[0]:
-            raise RawDataError(f"raw file {p} has {p.stat().st_size} bytes but {self.path / MANIFEST} says "
-                               f"{exp[0]} (truncated or modified; re-download it)")
-        digest = sha256_file(p)
-        if exp is not None and digest != exp[1]:
-            raise RawDataError(f"raw file {p} has sha256 {digest[:16]}... but {self.path / MANIFEST} says "
-                               f"{exp[1][:16]}... (modified or corrupt; re-download it)")
-        if self.verify and exp is None:
-            raise RawDataError(f"raw file {p} is not listed in {self.path / MANIFEST}, so it cannot be verified")
-        return digest
-
-    def hashes(self, names: Iterable[str]) -> dict[str, str]:
-        return {f"{self.subdir}/{n}": self.sha256(n) for n in names}
+def read_manifest(path: Path) -> dict[str, tuple[int, str]]:
+    """``MANIFEST.tsv`` as ``{file: (bytes, sha256)}`` (what a loader checks its raw files against)."""
+    return {e.name: (e.size, e.sha256) for e in manifest_entries(path)}
 
 
 # --------------------------------------------------------------------------------------------- parsing helpers
@@ -254,10 +189,3 @@ def read_int_table(path: Path, ncols: int, sep: str, names: list[str]) -> pd.Dat
         if len(parts) != ncols or not all(_is_int(p) for p in parts):
             raise RawDataError(f"{path}:{lineno}: expected {ncols} {sep!r}-separated integers, got {line[:80]!r}")
     raise RawDataError(f"{path}: could not be parsed as {ncols} {sep!r}-separated integer columns")
-
-
-def ragged_to_flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """``[[1,2],[3]]`` -> (values ``[1,2,3]``, lengths ``[2,1]``)."""
-    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-    values = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lengths.sum()))
-    return values, lengths

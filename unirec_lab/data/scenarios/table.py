@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,76 +29,28 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    STATS_HISTORY_LEN,
-    interaction_keys,
-    interactions_frame,
-    make_spec,
-    mean_history_len,
-    sample_negatives,
-)
+from unirec_lab.data.scenarios.base import stamp_provenance
+from unirec_lab.data.scenarios.ids import dense_ids
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
+from unirec_lab.data.scenarios.negatives import with_negatives
+from unirec_lab.data.scenarios.splits import PROTOCOLS, split_levels_for
 from unirec_lab.data.scenarios.table_fields import check_side_spec, side_table
 from unirec_lab.data.scenarios.table_io import (
     TableScenarioError,
+    as_mapping,
     check_file_spec,
     check_keys,
     file_sha256,
+    order_key,
     read_table,
     require_columns,
 )
-from unirec_lab.data.scenarios.table_split import PROTOCOLS, split_levels_for
 from unirec_lab.features import SPLITS
 
 COLUMN_KEYS = ("user", "item", "timestamp", "rating", "label", "group")
 LABEL_RULES = ("implicit", "threshold", "column")
 SPLIT_KEYS = ("protocol", "val_frac", "test_frac", "min_user_rows")
 NEGATIVE_KEYS = ("train", "eval")
-
-
-def plain(x: Any) -> Any:
-    """Hydra hands nested nodes as DictConfig / ListConfig: make them plain dicts / lists (JSON for the
-    fingerprint)."""
-    if isinstance(x, Mapping):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, Sequence) and not isinstance(x, str | bytes):
-        return [plain(v) for v in x]
-    return x
-
-
-def _mapping(x: Any, where: str) -> dict[str, Any]:
-    x = plain(x) if x is not None else {}
-    if not isinstance(x, dict):
-        raise TableScenarioError(f"{where} must be a mapping, got {x!r}")
-    return x
-
-
-def order_key(values: pd.Series, path: str, column: str) -> np.ndarray:
-    """A timestamp column as an int64 order key: integers as they are, datetimes / date strings as unix
-    seconds, fractional numbers by rank (their order is all that matters)."""
-    if pd.api.types.is_bool_dtype(values):
-        raise TableScenarioError(f"{path}: timestamp column {column!r} holds booleans, expected times")
-    if pd.api.types.is_integer_dtype(values):
-        return values.to_numpy(np.int64)
-    if pd.api.types.is_float_dtype(values):
-        v = values.to_numpy(np.float64)
-        if np.all(v == np.round(v)) and np.all(np.abs(v) < 2**62):
-            return v.astype(np.int64)
-        return np.unique(v, return_inverse=True)[1].astype(np.int64).reshape(-1)
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        raise TableScenarioError(f"{path}: timestamp column {column!r} has value {values[bad].iloc[0]!r} that is "
-                                 "neither a number nor a date/time")
-    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)  # any unit
-
-
-def raw_id_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Dense ids ``0..n-1`` in sorted raw-id order (mixed-type object columns compared as strings)."""
-    arr = values.to_numpy()
-    if arr.dtype == object:
-        arr = values.astype(str).to_numpy()
-    uniq, codes = np.unique(arr, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), uniq
 
 
 class TableScenario:
@@ -116,24 +68,24 @@ class TableScenario:
         self.name = str(name)
         w = f"scenarios.{self.name}.source"
         base = Path(base_dir).expanduser() if base_dir else Path.cwd()
-        inter = _mapping(interactions, f"{w}.interactions")
+        inter = as_mapping(interactions, f"{w}.interactions")
         self.files = {"interactions": check_file_spec(inter, base, f"{w}.interactions")}
-        cols = _mapping(columns, f"{w}.columns")
+        cols = as_mapping(columns, f"{w}.columns")
         check_keys(cols, COLUMN_KEYS, f"{w}.columns")
         for key in ("user", "item"):
             if not cols.get(key):
                 raise TableScenarioError(f"{w}.columns.{key} is missing (the column holding the {key} id)")
         cols = {k: (None if cols.get(k) is None else str(cols[k])) for k in COLUMN_KEYS}
-        lab = self._check_label(_mapping(label, f"{w}.label"), cols, w)
-        spl = self._check_split(_mapping(split, f"{w}.split"), cols, w)
-        neg = _mapping(negatives, f"{w}.negatives")
+        lab = self._check_label(as_mapping(label, f"{w}.label"), cols, w)
+        spl = self._check_split(as_mapping(split, f"{w}.split"), cols, w)
+        neg = as_mapping(negatives, f"{w}.negatives")
         check_keys(neg, NEGATIVE_KEYS, f"{w}.negatives")
         neg = {k: int(neg.get(k) or 0) for k in NEGATIVE_KEYS}
         if min(neg.values()) < 0:
             raise TableScenarioError(f"{w}.negatives={neg}: counts must be >= 0")
         for entity, spec in (("users", users), ("items", items)):
             if spec is not None:
-                self.files[entity] = check_side_spec(_mapping(spec, f"{w}.{entity}"), base, f"{w}.{entity}")
+                self.files[entity] = check_side_spec(as_mapping(spec, f"{w}.{entity}"), base, f"{w}.{entity}")
         if dedupe not in (True, False):
             raise TableScenarioError(f"{w}.dedupe={dedupe!r}, expected true or false")
         self.where = w
@@ -185,13 +137,7 @@ class TableScenario:
     def build(self) -> BuiltBundle:
         t0 = time.perf_counter()
         hashes = self.hashes()
-        built = self._build()
-        prov = {"loader": f"{type(self).__module__}.{type(self).__name__}", "loader_version": self.loader_version,
-                "raw_files": hashes, "params": self.params, "mean_history_len": mean_history_len(built.interactions),
-                "stats_history_len": STATS_HISTORY_LEN, "build_seconds": round(time.perf_counter() - t0, 3)}
-        prov.update(built.provenance)
-        built.provenance = prov
-        return built
+        return stamp_provenance(self, self._build(), hashes, t0)
 
     # ------------------------------------------------------------------------------------------ building
 
@@ -299,14 +245,14 @@ class TableScenario:
     def _build(self) -> BuiltBundle:
         p, cols = self.params, self.params["columns"]
         df, ts, counts = self._observed()
-        user, user_ids = raw_id_codes(df[cols["user"]])
-        item, item_ids = raw_id_codes(df[cols["item"]])
+        user, user_ids = dense_ids(df[cols["user"]])
+        item, item_ids = dense_ids(df[cols["item"]])
         nu, ni = len(user_ids), len(item_ids)
         label = self._labels(df)
         level = split_levels_for(p["split"]["protocol"], user, ts, p["split"], self.rng(0))
         self._check_splits(level, user)
         if cols["group"] is not None:
-            group, group_by = raw_id_codes(df[cols["group"]])[0], f"column {cols['group']!r}"
+            group, group_by = dense_ids(df[cols["group"]])[0], f"column {cols['group']!r}"
         elif p["negatives"]["eval"]:
             group, group_by = 3 * user + level, "user_split"
         else:
@@ -331,25 +277,3 @@ class TableScenario:
                 "side_tables": side_info, "raw_user_ids": "dense id = rank of the raw user id",
                 "raw_item_ids": "dense id = rank of the raw item id"}
         return BuiltBundle(spec, inter, users, items, prov)
-
-
-def with_negatives(rows: dict[str, np.ndarray], num_items: int, k_train: int, k_eval: int,
-                   rng_train: np.random.Generator, rng_eval: np.random.Generator) -> dict[str, np.ndarray]:
-    """The observed rows plus ``k_train`` sampled negatives per train positive and ``k_eval`` distinct ones per
-    val/test positive, each an item the user never interacted with (in any split), with the positive's ts,
-    split and group; a sampled row's rating is NaN."""
-    user, level, label = rows["user"], rows["level"], rows["label"]
-    keys = interaction_keys(user, rows["item"], num_items)
-    parts = {k: [v] for k, v in rows.items()}
-    for on, k, rng, distinct in ((level == 0, k_train, rng_train, False), (level > 0, k_eval, rng_eval, True)):
-        pos = np.flatnonzero(on & (label > 0.5))
-        if k == 0 or len(pos) == 0:
-            continue
-        neg = sample_negatives(user[pos], k, num_items, keys, rng, distinct=distinct)
-        for key in ("user", "ts", "level", "group"):
-            parts[key].append(np.repeat(rows[key][pos], k))
-        parts["item"].append(neg.reshape(-1))
-        parts["label"].append(np.zeros(neg.size, np.float32))
-        if "rating" in rows:
-            parts["rating"].append(np.full(neg.size, np.nan))
-    return {k: np.concatenate(v) for k, v in parts.items()}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from unirec_lab.data.scenarios.common import (
+from unirec_lab.data.scenarios.fields import (
     DEFAULT_TEXT_BUCKETS,
     list_column,
     multi_field,

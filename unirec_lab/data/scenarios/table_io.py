@@ -5,15 +5,17 @@ or a list of files with the same columns (read in order and concatenated, e.g. a
 Paths are absolute or relative to a base directory (the user's working directory / ``paths.root_dir``); the format
 comes from the (first) file's extension unless given. No MANIFEST.tsv is needed: an optional ``sha256`` pins the file. Every failure is one
 :class:`TableScenarioError` line naming the file (and the config key) — never a download hint, since the data
-is the user's own.
+is the user's own. Also here: the checks of a config node (plain mapping, unknown keys) and the timestamp column
+as an order key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from unirec_lab.data.scenarios.raw import RawDataError, sha256_file
@@ -33,6 +35,43 @@ def check_keys(node: Mapping[str, Any], allowed: tuple[str, ...], where: str) ->
     unknown = sorted(set(node) - set(allowed))
     if unknown:
         raise TableScenarioError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def plain(x: Any) -> Any:
+    """Hydra hands nested nodes as DictConfig / ListConfig: make them plain dicts / lists (JSON for the
+    fingerprint)."""
+    if isinstance(x, Mapping):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, str | bytes):
+        return [plain(v) for v in x]
+    return x
+
+
+def as_mapping(x: Any, where: str) -> dict[str, Any]:
+    x = plain(x) if x is not None else {}
+    if not isinstance(x, dict):
+        raise TableScenarioError(f"{where} must be a mapping, got {x!r}")
+    return x
+
+
+def order_key(values: pd.Series, path: str, column: str) -> np.ndarray:
+    """A timestamp column as an int64 order key: integers as they are, datetimes / date strings as unix
+    seconds, fractional numbers by rank (their order is all that matters)."""
+    if pd.api.types.is_bool_dtype(values):
+        raise TableScenarioError(f"{path}: timestamp column {column!r} holds booleans, expected times")
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(np.int64)
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(np.float64)
+        if np.all(v == np.round(v)) and np.all(np.abs(v) < 2**62):
+            return v.astype(np.int64)
+        return np.unique(v, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        raise TableScenarioError(f"{path}: timestamp column {column!r} has value {values[bad].iloc[0]!r} that is "
+                                 "neither a number nor a date/time")
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)  # any unit
 
 
 def resolve_path(path: str, base_dir: Path) -> Path:

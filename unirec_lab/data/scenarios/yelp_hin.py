@@ -24,16 +24,12 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
-from unirec_lab.data.scenarios.common import (
-    RawScenarioSource,
-    contains_sorted,
-    interactions_frame,
-    list_column,
-    make_spec,
-    multi_field,
-    per_user_chrono_split,
-)
+from unirec_lab.data.scenarios.base import RawScenarioSource
+from unirec_lab.data.scenarios.fields import list_column, multi_field
+from unirec_lab.data.scenarios.ids import contains_sorted, dense_ids
+from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
+from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -69,9 +65,8 @@ class YelpHinScenario(RawScenarioSource):
             bad = int(np.flatnonzero(~r["rating"].between(1, 5).to_numpy())[0])
             line = data_line(ub_file, bad, "\t")
             raise RawDataError(f"{ub_file}:{line}: rating {r['rating'].iloc[bad]} outside 1..5")
-        user_ids, user = np.unique(r["user"].to_numpy(), return_inverse=True)
-        item_ids, item = np.unique(r["item"].to_numpy(), return_inverse=True)
-        user, item = user.reshape(-1).astype(np.int64), item.reshape(-1).astype(np.int64)
+        user, user_ids = dense_ids(r["user"].to_numpy())
+        item, item_ids = dense_ids(r["item"].to_numpy())
         nu, ni = len(user_ids), len(item_ids)
         ts = np.arange(len(r), dtype=np.int64)
         level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
