@@ -84,7 +84,7 @@ class RunRecipe:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self.keys = list(cfg.scenarios)
+        self.keys: list[str] = []
         self.run_dir = run_dir_of(cfg)
         self.loggers: dict[str, Any] = {}
         self.signature: dict[str, str] = {}
@@ -94,6 +94,7 @@ class RunRecipe:
         """Check the config and any resume before touching data; seed; threads."""
         cfg = self.cfg
         check_config(cfg)
+        self.keys = list(cfg.scenarios)
         self.signature = run_signature(flat_config(cfg))
         if is_resume_dir(cfg.get("resume")) and Path(cfg.paths.output_dir).resolve() != self.run_dir.resolve():
             raise RunDirError(f"resume={cfg.resume} and hydra.run.dir={cfg.paths.output_dir} name two different "
