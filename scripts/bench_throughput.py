@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
 
@@ -27,7 +26,7 @@ warnings.filterwarnings("ignore")
 
 
 def main() -> None:
-    from unirec_lab.lit.module import RecLitModule
+    from unirec_lab.engine.build import build_datamodule, build_model, build_module
 
     from conftest import compose_cfg
 
@@ -39,17 +38,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     cfg = compose_cfg(tmp / "run", args.overrides)
     cfg.paths.cache_dir = str(ROOT / ".cache")
-    keys = list(cfg.scenarios)
-    sc = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source)} for k in keys}
-    dm = hydra.utils.instantiate(cfg.data, scenarios=sc)
-    dm.setup()
+    dm = build_datamodule(cfg)
     n_rows = len(dm.splits["train"]["label"])
 
     def build():
         torch.manual_seed(0)
-        model = hydra.utils.instantiate(cfg.model.builder)(
-            space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone), head=hydra.utils.instantiate(cfg.head))
-        return RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys, dm.loss_weights)
+        return build_module(cfg, build_model(cfg, dm.space), dm)
 
     def plain() -> float:
         module = build()

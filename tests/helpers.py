@@ -54,18 +54,12 @@ class NaNAtStep(pl.Callback):
 
 def evaluate_checkpoint(ckpt, cfg, metrics=("auc",)) -> dict:
     """Recompute test metrics from a checkpoint file in this process, independently of the trainer."""
-    import hydra
-
+    from unirec_lab.engine.build import build, build_module
     from unirec_lab.evaluation.metrics import ScenarioEvaluator
-    from unirec_lab.lit.module import RecLitModule
 
     keys = list(cfg.scenarios)
-    sc = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source)} for k in keys}
-    dm = hydra.utils.instantiate(cfg.data, scenarios=sc)
-    dm.setup()
-    model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
-                                                       head=hydra.utils.instantiate(cfg.head))
-    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), keys)
+    dm, model = build(cfg, keys)
+    module = build_module(cfg, model, dm)
     module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     module.eval()
     ev = ScenarioEvaluator(keys, list(metrics))

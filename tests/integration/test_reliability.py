@@ -115,7 +115,7 @@ def test_unknown_names_and_misspelled_keys_are_refused(tmp_path, override, expec
 def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(tmp_path):
     cfg = compose_cfg(tmp_path / "r", [*tiny_overrides(), "logger=none", "trainer.max_epochs=3",
                                         "+extra_callbacks=[{_target_: helpers.NaNAtStep, step: 60}]"])
-    from unirec_lab.lit.module import NonFiniteLossError
+    from unirec_lab.engine.module import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at epoch 1, step 60"):
         train(cfg)

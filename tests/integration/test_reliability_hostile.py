@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unirec_lab.lit.checkpoints import IncompatibleCheckpointError
+from unirec_lab.engine.checkpoints import IncompatibleCheckpointError
 from unirec_lab.train import train
 
 from conftest import compose_cfg, tiny_overrides
@@ -201,7 +201,7 @@ def test_disk_full_is_one_line_and_leaves_no_partial_checkpoint(tmp_path):
 def test_disk_full_line_printed_even_when_failure_json_cannot_be_written(tmp_path, monkeypatch, capsys):
     import errno
 
-    from unirec_lab.utils import guard
+    from unirec_lab.engine import guard
     from unirec_lab.utils.atomic import DiskFullError
 
     def no_space(*a, **k):
@@ -255,7 +255,7 @@ def test_resume_dir_and_another_run_dir_are_refused(tmp_path):
     ("backbone.embedding_dim=-3", "backbone.embedding_dim=-3, expected a positive integer"),
 ])
 def test_config_guards_name_the_key_before_data_prep(tmp_path, capsys, override, expected):
-    from unirec_lab.utils.guard import run_guarded
+    from unirec_lab.engine.guard import run_guarded
 
     cfg = compose_cfg(tmp_path / "r", [*BASE, override])
     with pytest.raises(SystemExit) as ei:

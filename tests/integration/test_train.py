@@ -96,7 +96,7 @@ def test_per_scenario_selection_tests_each_scenario_on_its_own_best_epoch(cfg_fa
 
 
 def test_per_scenario_selection_is_refused_for_a_monitor_it_cannot_split(cfg_factory):
-    from unirec_lab.utils.config import ConfigError
+    from unirec_lab.engine.config import ConfigError
 
     cfg = cfg_factory(["selection.scope=per_scenario", "selection.monitor=val/ecommerce/auc"])
     with pytest.raises(ConfigError, match="per-scenario selection needs val/mean/<metric>"):
@@ -176,7 +176,7 @@ def test_full_ranking_metrics_are_those_of_the_tested_checkpoint(cfg_factory):
 
 
 def test_full_ranking_of_an_unselected_scenario_is_refused(cfg_factory):
-    from unirec_lab.utils.config import ConfigError
+    from unirec_lab.engine.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"full_ranking.scenarios=\['sports'\]"):
         train(cfg_factory(["full_ranking.scenarios=[sports]"]))

@@ -137,19 +137,14 @@ def test_eval_shards_are_disjoint_and_complete(tiny_dm):
     assert torch.equal(torch.sort(allr).values, torch.arange(len(va["row"])))
 
 
-def test_test_scenarios_restricts_the_test_loader_and_keeps_global_row_ids(tiny_dm):
+def test_test_loader_restricts_to_scenarios_and_keeps_global_row_ids(tiny_dm):
     full = torch.cat([b["row"] for b in tiny_dm.test_dataloader()])
     names = tiny_dm.scenario_names
-    try:
-        tiny_dm.test_scenarios = [names[1], names[3]]
-        rows, scen = zip(*[(b["row"], b["scenario"]) for b in tiny_dm.test_dataloader()])
-        rows, scen = torch.cat(rows), torch.cat(scen)
-        assert set(scen.tolist()) == {1, 3}
-        expected = tiny_dm.splits["test"]["row"][torch.isin(tiny_dm.splits["test"]["scenario"], torch.tensor([1, 3]))]
-        assert torch.equal(rows, expected) and set(rows.tolist()) < set(full.tolist())
-        tiny_dm.test_scenarios = ["nope"]
-        with pytest.raises(ValueError, match=r"test_scenarios \['nope'\]: expected a subset of"):
-            tiny_dm.test_dataloader()
-    finally:
-        tiny_dm.test_scenarios = None
+    rows, scen = zip(*[(b["row"], b["scenario"]) for b in tiny_dm.test_loader([names[1], names[3]])])
+    rows, scen = torch.cat(rows), torch.cat(scen)
+    assert set(scen.tolist()) == {1, 3}
+    expected = tiny_dm.splits["test"]["row"][torch.isin(tiny_dm.splits["test"]["scenario"], torch.tensor([1, 3]))]
+    assert torch.equal(rows, expected) and set(rows.tolist()) < set(full.tolist())
+    with pytest.raises(ValueError, match=r"test scenarios \['nope'\]: expected a subset of"):
+        tiny_dm.test_loader(["nope"])
     assert torch.equal(torch.cat([b["row"] for b in tiny_dm.test_dataloader()]), full)

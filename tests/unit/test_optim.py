@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unirec_lab.lit.optim import LazyAdam
+from unirec_lab.engine.optim import LazyAdam
 
 
 def _model(sparse: bool) -> nn.Module:

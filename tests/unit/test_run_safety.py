@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from unirec_lab.lit.checkpoint_io import RunCheckpointIO, UnsafeCheckpointError, to_relative, to_run_dir
+from unirec_lab.engine.checkpoint_io import RunCheckpointIO, UnsafeCheckpointError, to_relative, to_run_dir
 from unirec_lab.utils.atomic import DiskFullError, atomic_write_with
 from unirec_lab.utils.memory import MemoryBudgetError, ensure_fits
 from unirec_lab.utils.rundir import RunDirError, check_experiment_name

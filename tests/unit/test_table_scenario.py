@@ -22,9 +22,9 @@ from unirec_lab.data.scenarios.raw import RawDataError, default_raw_dir
 from unirec_lab.data.scenarios.table import TableScenario
 from unirec_lab.data.scenarios.table_io import TableScenarioError
 from unirec_lab.data.schema import BundleError, read_bundle
+from unirec_lab.engine.config import ConfigError, check_config
+from unirec_lab.engine.guard import run_guarded
 from unirec_lab.train import train
-from unirec_lab.utils.config import ConfigError, check_config
-from unirec_lab.utils.guard import run_guarded
 
 from conftest import compose_cfg
 

@@ -7,8 +7,8 @@ import functools
 import pytest
 import torch
 
-from unirec_lab.lit.module import RecLitModule
-from unirec_lab.lit.optim import LazyAdam
+from unirec_lab.engine.module import RecLitModule
+from unirec_lab.engine.optim import LazyAdam
 from unirec_lab.models.backbones.encoders import MeanPooling
 from unirec_lab.models.backbones.shared import SharedBackbone
 from unirec_lab.models.builders import build_unified

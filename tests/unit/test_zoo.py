@@ -18,8 +18,8 @@ from hydra.utils import instantiate
 
 from unirec_lab.data.datamodule import MultiScenarioDataModule
 from unirec_lab.data.synthetic import SyntheticScenario, SyntheticWorld
-from unirec_lab.lit.module import RecLitModule
-from unirec_lab.lit.optim import LazyAdam
+from unirec_lab.engine.module import RecLitModule
+from unirec_lab.engine.optim import LazyAdam
 from unirec_lab.models.backbones.encoders import CausalSelfAttention, MeanPooling, TargetAttention
 from unirec_lab.models.backbones.shared import SharedBackbone
 from unirec_lab.models.builders import build_unified

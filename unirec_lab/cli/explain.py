@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from unirec_lab.engine.build import build
+from unirec_lab.engine.checkpoints import read_checkpoint
+from unirec_lab.engine.selection import tested_checkpoint
 from unirec_lab.explain import integrated_gradients
-from unirec_lab.lit.checkpoints import read_checkpoint
 from unirec_lab.results.record import RESULT_FILE, RunRecord
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.utils.atomic import atomic_write_json
@@ -35,14 +36,10 @@ class ExplainError(ValueError):
 
 def checkpoint_for(run_dir: Path, record: RunRecord, scenario: str) -> tuple[Path, list[str]]:
     """(checkpoint file, scenarios its model was trained on) that the run tested ``scenario`` with."""
-    sel = record.selection or {}
-    if record.mode == "separate":
-        one, keys, base = sel.get(scenario) or {}, [scenario], run_dir / "per_scenario" / scenario
-    else:
-        one, keys, base = sel if "monitor" in sel else sel.get(scenario) or {}, list(record.scenarios), run_dir
-    if not isinstance(one, dict) or not isinstance(one.get("best_checkpoint"), str):
+    ckpt, keys = tested_checkpoint(record, run_dir, scenario)
+    if ckpt is None:
         raise ExplainError(f"{run_dir / RESULT_FILE}: no selected checkpoint recorded for {scenario!r}")
-    return base / one["best_checkpoint"], keys
+    return ckpt, keys
 
 
 def load_run(run_dir: Path, scenario: str) -> tuple[Any, Any, torch.nn.Module]:
@@ -60,13 +57,7 @@ def load_run(run_dir: Path, scenario: str) -> tuple[Any, Any, torch.nn.Module]:
         raise ExplainError(f"{ckpt}: checkpoint missing (deleted after the run?)")
     state = read_checkpoint(ckpt)["state_dict"]  # before any data is prepared: a bad file fails in a second
     cfg = OmegaConf.create(record.config)
-    scen = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
-                "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
-    dm = hydra.utils.instantiate(cfg.data, scenarios=scen)
-    dm.prepare_data()
-    dm.setup()
-    model = hydra.utils.instantiate(cfg.model.builder)(space=dm.space, backbone=hydra.utils.instantiate(cfg.backbone),
-                                                       head=hydra.utils.instantiate(cfg.head))
+    dm, model = build(cfg, keys)
     try:
         model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     except RuntimeError as e:

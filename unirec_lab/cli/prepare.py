@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from unirec_lab.cli.stats import bundle_row, stats_table
 from unirec_lab.data.prepare import ensure_bundle
 from unirec_lab.data.schema import BundleError
-from unirec_lab.utils.config import missing_package_message
+from unirec_lab.engine.config import missing_package_message
 
 log = logging.getLogger("unirec_lab.prepare")
 

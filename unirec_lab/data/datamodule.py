@@ -83,7 +83,6 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.bundles: dict[str, Bundle] = {}
         self.space: FeatureSpace | None = None
         self.splits: dict[str, Batch] = {}
-        self.test_scenarios: list[str] | None = None  # set: test only these scenarios (per-scenario selection)
 
     @property
     def scenario_names(self) -> list[str]:
@@ -142,7 +141,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         if only is not None:
             unknown = sorted(set(only) - set(self.sources))
             if unknown:
-                raise ValueError(f"test_scenarios {unknown}: expected a subset of {self.scenario_names}")
+                raise ValueError(f"test scenarios {unknown}: expected a subset of {self.scenario_names}")
             keep = torch.isin(data["scenario"], torch.tensor([self.scenario_names.index(k) for k in only]))
             data = {k: v[keep] for k, v in data.items()}  # rows keep their global ids (evaluator dedupe)
         return TensorBatches(data, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
@@ -151,7 +150,11 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         return self._eval_loader("val")
 
     def test_dataloader(self) -> TensorBatches:
-        return self._eval_loader("test", self.test_scenarios)
+        return self._eval_loader("test")
+
+    def test_loader(self, only: list[str]) -> TensorBatches:
+        """The test rows of ``only`` these scenarios (per-scenario selection tests each on its own checkpoint)."""
+        return self._eval_loader("test", only)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {k: {kk: vv for kk, vv in b.stats.items() if kk != "provenance"} for k, b in self.bundles.items()}

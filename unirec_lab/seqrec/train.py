@@ -26,14 +26,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from unirec_lab.engine.config import resolved_config
+from unirec_lab.engine.guard import run_guarded
 from unirec_lab.results.record import git_sha, package_versions, write_result
 from unirec_lab.results.tables import markdown_table
 from unirec_lab.seqrec.data import NegativeSampler, SeqData, bucket_batches, load_s3rec, trim
 from unirec_lab.seqrec.evaluate import METRICS, evaluate
 from unirec_lab.seqrec.model import SASRec
 from unirec_lab.utils.atomic import atomic_write_bytes
-from unirec_lab.utils.config import resolved_config
-from unirec_lab.utils.guard import run_guarded
 
 log = logging.getLogger("unirec_lab.seqrec")
 

@@ -18,13 +18,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from unirec_lab.data.schema import BundleError
-from unirec_lab.lit.checkpoints import IncompatibleCheckpointError
-from unirec_lab.lit.module import NonFiniteLossError
+from unirec_lab.engine.checkpoints import IncompatibleCheckpointError
+from unirec_lab.engine.config import ConfigError
+from unirec_lab.engine.module import NonFiniteLossError
+from unirec_lab.engine.signals import RunInterrupted
 from unirec_lab.utils.atomic import DiskFullError, atomic_write_json, is_disk_full
-from unirec_lab.utils.config import ConfigError
 from unirec_lab.utils.memory import MemoryBudgetError
 from unirec_lab.utils.rundir import resumable_reason, run_dir_of
-from unirec_lab.utils.signals import RunInterrupted
 
 log = logging.getLogger("unirec_lab")
 FAILURE_FILE = "failure.json"

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from unirec_lab.lit.checkpoints import IncompatibleCheckpointError
+from unirec_lab.engine.checkpoints import IncompatibleCheckpointError
 from unirec_lab.utils.atomic import atomic_write_with
 
 PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")

@@ -2,10 +2,10 @@
 
 Before anything is trained, every resumable artifact of the run dir (``checkpoints/latest.ckpt``, and in
 per-scenario mode each ``per_scenario/<s>/part.json`` and ``.../latest.ckpt``) must carry the current config's
-signature (:func:`unirec_lab.lit.checkpoints.run_signature`), or the resume is refused with one line naming a
+signature (:func:`unirec_lab.engine.checkpoints.run_signature`), or the resume is refused with one line naming a
 differing key. Only then is an older ``result.json`` marked superseded: a continuation that is interrupted or fails
 leaves no ``result.json`` claiming "completed". Paths inside checkpoints are never trusted
-(:mod:`unirec_lab.lit.checkpoint_io`).
+(:mod:`unirec_lab.engine.checkpoint_io`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unirec_lab.lit.checkpoints import IncompatibleCheckpointError, check_signature, refuse_other_config
+from unirec_lab.engine.checkpoints import IncompatibleCheckpointError, check_signature, refuse_other_config
 from unirec_lab.utils.rundir import RunDirError, resumable_reason, supersede_result
 
 PART_FILE = "part.json"

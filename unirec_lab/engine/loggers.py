@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from unirec_lab.utils.config import flat_config
+from unirec_lab.engine.config import flat_config
 
 log = logging.getLogger(__name__)
 

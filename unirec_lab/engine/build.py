@@ -1,0 +1,58 @@
+"""The one way a composed config becomes data and a model: training, explanations, benchmarks and tests all call
+:func:`build` (and :func:`build_module` for the LightningModule), so they cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from unirec_lab.engine.checkpoints import run_signature
+from unirec_lab.engine.config import flat_config
+from unirec_lab.engine.module import RecLitModule
+from unirec_lab.utils.memory import embedding_bytes, ensure_fits
+
+
+def build_datamodule(cfg: DictConfig, keys: list[str] | None = None) -> Any:
+    """The prepared and set-up data module of ``keys`` (default: every scenario of the config)."""
+    keys = list(cfg.scenarios) if keys is None else keys
+    scenarios = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
+                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
+    dm = hydra.utils.instantiate(cfg.data, scenarios=scenarios)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def build_model(cfg: DictConfig, space: Any) -> torch.nn.Module:
+    """The model the config wires (``model.builder``) over the data's feature space, after a memory check."""
+    check_embedding_memory(cfg, space)
+    builder = hydra.utils.instantiate(cfg.model.builder)
+    return builder(space=space, backbone=hydra.utils.instantiate(cfg.backbone), head=hydra.utils.instantiate(cfg.head))
+
+
+def build(cfg: DictConfig, keys: list[str] | None = None) -> tuple[Any, torch.nn.Module]:
+    """``(datamodule, model)`` for ``keys`` scenarios of a composed config."""
+    dm = build_datamodule(cfg, keys)
+    return dm, build_model(cfg, dm.space)
+
+
+def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: tuple[str, str] | None = None,
+                 ) -> RecLitModule:
+    """The LightningModule around ``model``: optimizer, per-scenario loss weights, metrics, config signature."""
+    module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
+                          metrics=list(cfg.metrics), best_so_far=best_so_far)
+    module.run_signature = run_signature(flat_config(cfg))
+    return module
+
+
+def check_embedding_memory(cfg: DictConfig, space: Any) -> None:
+    """Refuse embedding tables (all rows x embedding_dim, with gradients and Adam state) that cannot fit."""
+    dim = cfg.backbone.get("embedding_dim")
+    if dim is None:
+        return
+    rows = int(space.num_users) + int(space.num_items) + sum(int(v) for v in space.tables.values())
+    ensure_fits(embedding_bytes(rows, int(dim)), "backbone.embedding_dim", dim,
+                f"the embedding tables ({rows} rows x embedding_dim x 4 bytes x 4 for gradients and Adam state)")
