@@ -40,6 +40,7 @@ from unirec_lab.results.record import RESULT_FILE, git_sha, package_versions, wr
 from unirec_lab.results.tables import scenario_metrics_table
 from unirec_lab.utils.atomic import atomic_write_json
 from unirec_lab.utils.console import interactive
+from unirec_lab.utils.cpus import default_threads
 from unirec_lab.utils.rundir import RunDirError, clear_stale_failure, is_resume_dir, run_dir_of
 
 log = logging.getLogger("unirec_lab.train")
@@ -103,7 +104,7 @@ class RunRecipe:
             prepare_resume(self.run_dir, self.keys, cfg.model.mode == "separate", self.signature, cfg.resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+        torch.set_num_threads(int(cfg.get("num_threads") or default_threads()))
 
     # -- the whole run -----------------------------------------------------------------------------------------
     def run(self) -> float:
