@@ -51,9 +51,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for _ in range(args.epochs):
             for batch in dm.train_dataloader():
-                per_s, counts = module.scenario_losses(module.model(batch), batch)
-                w = module.loss_weights * (counts > 0)
-                loss = (w * per_s).sum() / w.sum()
+                loss = module.loss(batch)[0]
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

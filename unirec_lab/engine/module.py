@@ -74,17 +74,21 @@ class RecLitModule(pl.LightningModule):
         counts = torch.bincount(s, minlength=n).to(per_row.dtype)
         return sums / counts.clamp(min=1), counts
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch)
-        per_s, counts = self.scenario_losses(logits, batch)
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted training loss over the scenarios present in the batch, per-scenario BCE, row counts): the
+        objective of ``training_step``, also what the plain-loop benchmarks step on."""
+        per_s, counts = self.scenario_losses(self.model(batch), batch)
         w = self.loss_weights * (counts > 0)
-        loss = (w * per_s).sum() / w.sum().clamp(min=1e-12)
+        return (w * per_s).sum() / w.sum().clamp(min=1e-12), per_s, counts
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, per_s, counts = self.loss(batch)
         if not torch.isfinite(loss):
             bad = [self.scenario_names[i] for i in range(len(per_s)) if counts[i] > 0 and not torch.isfinite(per_s[i])]
             raise NonFiniteLossError(f"non-finite training loss {loss.item()} at epoch {self.current_epoch}, "
                                      f"step {self.global_step}, scenario(s) {bad or self.scenario_names}")
         self.train_rows_seen += int(batch["label"].shape[0])
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(logits))
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
