@@ -21,7 +21,7 @@ from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import build_histories, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, read_bundle
-from unirec_lab.data.val_subset import check_budget, group_subset_mask
+from unirec_lab.data.val_subset import check_budget, subset_mask
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
 from unirec_lab.utils.memory import ensure_fits, history_bytes
 
@@ -113,13 +113,16 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         for s_idx, b in enumerate(self.bundles.values()):
             arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset)
             group_offset += n_groups
-            if self.val_budget is not None:
-                arrays["val"] = self._subset_val(self.space.scenarios[s_idx], arrays)
             for split in SPLITS:
                 parts[split].append(arrays[split])
         for split in SPLITS:
             cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
             cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
+            if split == "val" and self.val_budget is not None:  # keeps the full split's row ids
+                train_rows = np.array([len(p["label"]) for p in parts["train"]])
+                keep, self.val_subset = subset_mask(cat, self.space.scenarios, train_rows, self.val_budget,
+                                                    self.val_subset_seed)
+                cat = {k: v[keep] for k, v in cat.items()}
             self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
         tr = self.splits["train"]
         self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
@@ -130,15 +133,6 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         log.info("rows per split: %s", {s: len(t["label"]) for s, t in self.splits.items()})
         if self.val_subset:
             log.info("validation subset (data.val_budget=%s): %s", self.val_budget, self.val_subset)
-
-    def _subset_val(self, name: str, arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """The scenario's validation rows cut to whole groups within the budget; records what was kept."""
-        val = arrays["val"]
-        max_rows = int(np.ceil(self.val_budget * len(arrays["train"]["label"])))
-        keep = group_subset_mask(val["group"], max_rows, self.val_subset_seed, name)
-        self.val_subset[name] = {"rows": int(keep.sum()), "of_rows": len(keep),
-                                 "groups": len(np.unique(val["group"][keep])), "of_groups": len(np.unique(val["group"]))}
-        return {k: v[keep] for k, v in val.items()}
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -42,3 +42,19 @@ def group_subset_mask(group: np.ndarray, max_rows: int, seed: int, name: str) ->
     keep = np.zeros(len(uniq), dtype=bool)
     keep[perm[fits]] = True
     return keep[gid.reshape(-1)]
+
+
+def subset_mask(split: dict[str, np.ndarray], names: list[str], train_rows: np.ndarray, budget: float,
+                seed: int) -> tuple[np.ndarray, dict[str, dict[str, int]]]:
+    """Rows of a multi-scenario validation split to keep (scenario ``s`` capped at ``ceil(budget x
+    train_rows[s])`` rows, whole groups), and per scenario the rows / groups kept of all."""
+    scen, group = np.asarray(split["scenario"]), np.asarray(split["group"])
+    keep = np.zeros(len(scen), dtype=bool)
+    info: dict[str, dict[str, int]] = {}
+    for s, name in enumerate(names):  # one vectorised draw per scenario (a handful), not per row
+        rows = np.flatnonzero(scen == s)
+        m = group_subset_mask(group[rows], int(np.ceil(budget * int(train_rows[s]))), seed, name)
+        keep[rows[m]] = True
+        info[name] = {"rows": int(m.sum()), "of_rows": len(rows), "groups": len(np.unique(group[rows[m]])),
+                      "of_groups": len(np.unique(group[rows]))}
+    return keep, info
