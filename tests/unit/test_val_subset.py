@@ -89,3 +89,17 @@ def test_off_or_large_budget_is_the_full_validation(tiny_dm):
         dm = _dm(tiny_dm, **kw)
         assert all(torch.equal(v, tiny_dm.splits["val"][k]) for k, v in dm.splits["val"].items()), kw
     assert _dm(tiny_dm, val_budget=None).val_subset == {}
+
+
+def test_scenario_alone_gets_the_same_subset_as_in_the_joint_run(tiny_dm):
+    """model.mode=separate builds one datamodule per scenario: its validation rows must be the joint run's."""
+    joint = _dm(tiny_dm, val_budget=0.1).splits["val"]
+    alone = MultiScenarioDataModule({"news": {"source": tiny_dm.sources["news"]}}, cache_dir=tiny_dm.cache_dir,
+                                    batch_size=128, history_len=8, val_budget=0.1)
+    alone.setup()
+    news = joint["scenario"] == tiny_dm.scenario_names.index("news")
+    a, j = alone.splits["val"], {k: v[news] for k, v in joint.items()}
+    assert torch.equal(a["label"], j["label"])
+    for k in ("user", "item"):  # global ids differ by the scenario's offset, the rows must not
+        assert len(a[k]) and len(torch.unique(a[k] - j[k])) == 1, k
+    assert len(torch.unique(a["group"] - j["group"])) == 1
