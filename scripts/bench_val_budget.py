@@ -79,6 +79,8 @@ def main() -> None:
                                 verbose=False)
             secs[k].append(time.perf_counter() - t0)
             metrics[k] = module.val_history[-1]["metrics"]
+        print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in secs.items())
+              + f" (load {loads[-1]:.2f})", flush=True)  # partial results survive an interrupted run
     loads.append(os.getloadavg()[0])
 
     print(f"threads {torch.get_num_threads()}, repeats {args.repeats}, load avg (1 min) at each start / end: "
