@@ -21,6 +21,7 @@ from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import build_histories, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, read_bundle
+from unirec_lab.data.val_subset import check_budget, subset_mask
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
 from unirec_lab.utils.memory import ensure_fits, history_bytes
 
@@ -61,7 +62,9 @@ class MultiScenarioDataModule(pl.LightningDataModule):
 
     def __init__(self, scenarios: Mapping[str, Any], cache_dir: str | Path, batch_size: int = 1024,
                  eval_batch_size: int = 8192, history_len: int = 20, mix_alpha: float = 1.0,
-                 shuffle_seed: int = 0) -> None:
+                 shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0) -> None:
+        """``val_budget``: validate on whole groups of at most ``val_budget x`` each scenario's training rows
+        (seeded by ``val_subset_seed``, fixed across epochs and runs); ``None`` validates every row."""
         super().__init__()
         if not scenarios:
             raise ValueError("scenarios is empty: select at least one, e.g. scenario=synthetic")
@@ -69,6 +72,10 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             raise ValueError(f"data.history_len={history_len}, expected >= 0")
         if mix_alpha < 0:
             raise ValueError(f"data.mix_alpha={mix_alpha}, expected >= 0")
+        self.val_budget = check_budget(val_budget)
+        if isinstance(val_subset_seed, bool) or not isinstance(val_subset_seed, int) or val_subset_seed < 0:
+            raise ValueError(f"data.val_subset_seed={val_subset_seed!r}: expected an integer >= 0")
+        self.val_subset_seed = val_subset_seed
         self.sources: dict[str, ScenarioSource] = {}
         self.loss_weights: dict[str, float] = {}
         for key, sc in scenarios.items():
@@ -83,6 +90,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.bundles: dict[str, Bundle] = {}
         self.space: FeatureSpace | None = None
         self.splits: dict[str, Batch] = {}
+        self.val_subset: dict[str, dict[str, int]] = {}  # per scenario: validation rows / groups kept of all
 
     @property
     def scenario_names(self) -> list[str]:
@@ -110,6 +118,11 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         for split in SPLITS:
             cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
             cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
+            if split == "val" and self.val_budget is not None:  # keeps the full split's row ids
+                train_rows = np.array([len(p["label"]) for p in parts["train"]])
+                keep, self.val_subset = subset_mask(cat, self.space.scenarios, train_rows, self.val_budget,
+                                                    self.val_subset_seed)
+                cat = {k: v[keep] for k, v in cat.items()}
             self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
         tr = self.splits["train"]
         self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
@@ -118,6 +131,8 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.space.user_train_pos = torch.bincount(tr["user"], weights=tr["label"].double(),
                                                    minlength=self.space.num_users).long()
         log.info("rows per split: %s", {s: len(t["label"]) for s, t in self.splits.items()})
+        if self.val_subset:
+            log.info("validation subset (data.val_budget=%s): %s", self.val_budget, self.val_subset)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from unirec_lab.data.val_subset import check_budget
 from unirec_lab.evaluation.metrics import metric_fn
 from unirec_lab.utils.rundir import check_experiment_name
 
@@ -64,6 +65,9 @@ def check_run_values(cfg: DictConfig) -> None:
     _int("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1)
     _int("data.batch_size", cfg.data.get("batch_size"), 1)
     _int("data.history_len", cfg.data.get("history_len"), 0)
+    check_budget(cfg.data.get("val_budget"))
+    if "val_subset_seed" in cfg.data:
+        _int("data.val_subset_seed", cfg.data.val_subset_seed, 0)
     if cfg.backbone.get("embedding_dim") is not None:
         _int("backbone.embedding_dim", cfg.backbone.embedding_dim, 1)
 
