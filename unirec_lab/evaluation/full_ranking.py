@@ -11,9 +11,10 @@ repeat consumption is never credited by leaking it out of the mask). Then top-K:
 - ``ndcg@K`` = DCG@K / IDCG@K with binary gains, IDCG over min(K, |truth|) hits;
 - ``hr@K`` = 1 if any truth item is in the top K.
 
-Averaged over users. Works for any model that scores a batch (``model(batch) -> logits``); a target-independent
-history encoder makes a user's thousands of candidate rows cost one user-side computation (the backbone's eval
-shortcut), so a chunk is one matmul-sized forward plus one ``topk``.
+Averaged over users. Scoring is :class:`~unirec_lab.evaluation.catalogue.CatalogueRanker`'s: a model with
+the catalogue protocol (unified, MF, popularity) has its item side computed once per evaluation, its user side
+once per user and the pairs scored in large batched matmuls (exact); any other model (``model(batch) ->
+logits``) is scored on repeated rows. ``candidates`` adds an approximate retrieval stage (off by default).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unirec_lab.evaluation.catalogue import CatalogueRanker
 from unirec_lab.features import SPLIT_LEVEL
 
 Batch = dict[str, torch.Tensor]
@@ -51,9 +53,12 @@ def _pairs_matrix(users: torch.Tensor, items: torch.Tensor, chunk_users: torch.T
 @torch.no_grad()
 def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_names: Sequence[str], scenario: str,
                          item_scenario: torch.Tensor, split: str = "test", ks: Sequence[int] = (10, 20),
-                         max_users: int | None = None, max_rows: int = 262_144, seed: int = 0) -> dict[str, float]:
+                         max_users: int | None = None, max_rows: int = 262_144, seed: int = 0,
+                         candidates: int | None = None, cached: bool = True,
+                         user_chunk: int = 256) -> dict[str, float]:
     """``{"recall@K", "ndcg@K", "hr@K" for K in ks, "users", "candidates"}`` for one scenario (see module doc).
-    ``max_rows`` bounds the (user, item) rows of one forward pass (memory)."""
+    ``max_rows`` bounds the (user, item) pairs scored in one pass (memory); ``candidates`` (null = exact) and
+    ``cached`` (False = the reference path on repeated rows) are :class:`CatalogueRanker`'s."""
     if not ks or min(ks) < 1:
         raise ValueError(f"full ranking ks={list(ks)}: expected positive integers")
     if scenario not in scenario_names:
@@ -75,32 +80,23 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
     pos = (data["scenario"] == s_idx) & (data["label"] > 0.5)
     truth_u, truth_i = data["user"][pos], data["item"][pos]
     kmax = min(max(ks), n_items)
-    user_chunk = max(1, max_rows // n_items)  # rows scored per forward pass stay bounded
+    ranker = CatalogueRanker(model, items, candidates=candidates, block_rows=max_rows, cached=cached, seed=seed)
     disc = 1.0 / torch.log2(torch.arange(kmax, dtype=torch.float64) + 2.0)
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr")}
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(first), user_chunk):
-            rows = first[start:start + user_chunk]
-            b = len(rows)
-            batch = {k: v[rows].repeat_interleave(n_items, dim=0) for k, v in data.items()}
-            batch["item"] = items.repeat(b)
-            scores = model(batch).double().reshape(b, n_items)
-            users = data["user"][rows]
-            scores[_pairs_matrix(seen_u, seen_i, users, item_lo, n_items)] = -torch.inf
-            truth = _pairs_matrix(truth_u, truth_i, users, item_lo, n_items)
-            top = torch.topk(scores, kmax, dim=1).indices
-            hits = truth.gather(1, top).double()  # [b, kmax]
-            n_truth = truth.sum(1).double()
-            for k in ks:
-                kk = min(k, kmax)
-                h = hits[:, :kk]
-                ideal = torch.cumsum(disc[:kk], 0)[(n_truth.clamp(max=kk) - 1).long()]
-                sums[f"recall@{k}"] += float((h.sum(1) / n_truth).sum())
-                sums[f"ndcg@{k}"] += float(((h * disc[:kk]).sum(1) / ideal).sum())
-                sums[f"hr@{k}"] += float((h.sum(1) > 0).double().sum())
-    finally:
-        model.train(was_training)
+    for start in range(0, len(first), user_chunk):
+        rows = first[start:start + user_chunk]
+        batch = {k: v[rows] for k, v in data.items()}
+        users = batch["user"]
+        _, top = ranker.topk(batch, kmax, exclude=_pairs_matrix(seen_u, seen_i, users, item_lo, n_items))
+        truth = _pairs_matrix(truth_u, truth_i, users, item_lo, n_items)
+        hits = truth.gather(1, top).double()  # [b, kmax]
+        n_truth = truth.sum(1).double()
+        for k in ks:
+            kk = min(k, kmax)
+            h = hits[:, :kk]
+            ideal = torch.cumsum(disc[:kk], 0)[(n_truth.clamp(max=kk) - 1).long()]
+            sums[f"recall@{k}"] += float((h.sum(1) / n_truth).sum())
+            sums[f"ndcg@{k}"] += float(((h * disc[:kk]).sum(1) / ideal).sum())
+            sums[f"hr@{k}"] += float((h.sum(1) > 0).double().sum())
     n = max(len(first), 1)
     return {**{k: v / n for k, v in sums.items()}, "users": int(len(first)), "candidates": n_items}

@@ -43,3 +43,21 @@ class MatrixFactorization(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.score(batch["user"], batch["item"])
+
+    # catalogue scoring (see unirec_lab.evaluation.catalogue): one matmul for all pairs
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        u = batch["user"]
+        bias = self.user_bias(u).squeeze(-1) + self.global_bias if self.bias else torch.zeros(len(u))
+        return {"user": self.user(u), "bias": bias}
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        bias = self.item_bias(items).squeeze(-1) if self.bias else torch.zeros(items.shape)
+        return {"item": self.item(items), "bias": bias}
+
+    def retrieval_keys(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        return item["item"]
+
+    def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[b, C]`` logits; ``item`` tensors are ``[C, ...]`` (shared) or ``[b, C, ...]`` (per user)."""
+        dot = torch.matmul(item["item"], user["user"].unsqueeze(-1)).squeeze(-1)  # [b, C]
+        return dot + item["bias"] + user["bias"].unsqueeze(-1)
