@@ -39,15 +39,24 @@ def _first_positive_rows(split: Batch, s_idx: int) -> torch.Tensor:
     return rows[torch.from_numpy(first)]
 
 
-def _pairs_matrix(users: torch.Tensor, items: torch.Tensor, chunk_users: torch.Tensor, item_lo: int,
-                  num_items: int) -> torch.Tensor:
-    """Dense ``[len(chunk_users), num_items]`` bool matrix of the (user, item) pairs among ``users, items``."""
-    out = torch.zeros(len(chunk_users), num_items, dtype=torch.bool)
-    sorted_u, order = torch.sort(chunk_users)
-    pos = torch.searchsorted(sorted_u, users).clamp(max=len(sorted_u) - 1)
-    hit = sorted_u[pos] == users
-    out[order[pos[hit]], items[hit] - item_lo] = True
-    return out
+class PairIndex:
+    """(user, item) pairs indexed by user once, so a chunk of users gets its dense ``[b, num_items]`` bool
+    matrix in time proportional to the chunk's own pairs (not to all pairs, chunk after chunk)."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, item_lo: int, num_items: int) -> None:
+        order = torch.argsort(users, stable=True)
+        self.users, self.items = users[order], items[order] - item_lo
+        self.num_items = num_items
+
+    def matrix(self, chunk_users: torch.Tensor) -> torch.Tensor:
+        lo = torch.searchsorted(self.users, chunk_users)
+        counts = torch.searchsorted(self.users, chunk_users, right=True) - lo
+        row = torch.repeat_interleave(torch.arange(len(chunk_users)), counts)
+        starts = torch.cumsum(counts, 0) - counts  # each chunk row's first position among the gathered pairs
+        pos = lo.repeat_interleave(counts) + torch.arange(int(counts.sum())) - starts.repeat_interleave(counts)
+        out = torch.zeros(len(chunk_users), self.num_items, dtype=torch.bool)
+        out[row, self.items[pos]] = True
+        return out
 
 
 @torch.no_grad()
@@ -79,6 +88,8 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
     seen_i = torch.cat([t["item"][(t["scenario"] == s_idx) & (t["label"] > 0.5)] for t in earlier])
     pos = (data["scenario"] == s_idx) & (data["label"] > 0.5)
     truth_u, truth_i = data["user"][pos], data["item"][pos]
+    seen = PairIndex(seen_u, seen_i, item_lo, n_items)
+    truth_pairs = PairIndex(truth_u, truth_i, item_lo, n_items)
     kmax = min(max(ks), n_items)
     ranker = CatalogueRanker(model, items, candidates=candidates, block_rows=max_rows, cached=cached, seed=seed)
     disc = 1.0 / torch.log2(torch.arange(kmax, dtype=torch.float64) + 2.0)
@@ -87,8 +98,8 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
         rows = first[start:start + user_chunk]
         batch = {k: v[rows] for k, v in data.items()}
         users = batch["user"]
-        _, top = ranker.topk(batch, kmax, exclude=_pairs_matrix(seen_u, seen_i, users, item_lo, n_items))
-        truth = _pairs_matrix(truth_u, truth_i, users, item_lo, n_items)
+        _, top = ranker.topk(batch, kmax, exclude=seen.matrix(users))
+        truth = truth_pairs.matrix(users)
         hits = truth.gather(1, top).double()  # [b, kmax]
         n_truth = truth.sum(1).double()
         for k in ks:

@@ -55,9 +55,14 @@ class MatrixFactorization(nn.Module):
         return {"item": self.item(items), "bias": bias}
 
     def retrieval_keys(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
-        return item["item"]
+        """``[N, d + 1]``: a user's score is exactly linear in ``[item vector, item bias]``."""
+        return torch.cat([item["item"], item["bias"].unsqueeze(-1)], dim=-1)
 
     def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[b, C]`` logits; ``item`` tensors are ``[C, ...]`` (shared) or ``[b, C, ...]`` (per user)."""
-        dot = torch.matmul(item["item"], user["user"].unsqueeze(-1)).squeeze(-1)  # [b, C]
-        return dot + item["bias"] + user["bias"].unsqueeze(-1)
+        vec = item["item"]
+        if vec.dim() == 2:  # the same candidates for every user: one matmul
+            dot = torch.addmm(item["bias"].unsqueeze(0), user["user"], vec.T)
+        else:
+            dot = torch.bmm(vec, user["user"].unsqueeze(-1)).squeeze(-1) + item["bias"]
+        return dot + user["bias"].unsqueeze(-1)
