@@ -169,8 +169,9 @@ class SharedBackbone(nn.Module):
         bias = u @ w[:, :d].T + first.bias
         if self.scenario_embedding is not None:
             bias = bias + self.scenario_embedding(user["scenario"]) @ w[:, 3 * d + 1:].T
-        z = torch.baddbmm(bias.unsqueeze(1), it.expand(b, c, d), a.transpose(1, 2))  # [b, C, H]
-        h = self.trunk[1:](z.reshape(b * c, -1))
+        h = torch.baddbmm(bias.unsqueeze(1), it.expand(b, c, d), a.transpose(1, 2)).reshape(b * c, -1)  # [bC, H]
+        for layer in self.trunk[1:]:  # the rest of the trunk; ReLU in place on these fresh tensors
+            h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
         return PairFeatures({"h": h}, b, c, user=u, item=it)
 
     def describe(self) -> str:
