@@ -122,3 +122,18 @@ def test_bad_inputs_get_one_line(tiny_dm):
         CatalogueRanker(model, items.reshape(2, 2))
     with pytest.raises(ValueError, match=r"catalogue top-k k=0: expected a positive integer"):
         CatalogueRanker(model, items).topk(_user_rows(tiny_dm, 0, n=2), 0)
+
+
+def test_retrieval_stage_returns_exact_scores_of_unexcluded_items(tiny_dm):
+    model = _randomise(MODELS["unified_mean_mlp"](tiny_dm.space))
+    items = torch.nonzero(tiny_dm.space.item_scenario == 0, as_tuple=True)[0]
+    rows = _user_rows(tiny_dm, 0)
+    exclude = torch.zeros(len(rows["user"]), len(items), dtype=torch.bool)
+    exclude[:, :40] = True
+    full = CatalogueRanker(model, items).scores(rows)
+    values, pos = CatalogueRanker(model, items, candidates=20, fit_items=40).topk(rows, 8, exclude)
+    assert not exclude.gather(1, pos).any() and all(len(set(p.tolist())) == 8 for p in pos)
+    torch.testing.assert_close(values, full.gather(1, pos))  # re-ranked on exact scores, best first
+    assert torch.all(values[:, :-1] >= values[:, 1:])
+    best = full.masked_fill(exclude, -torch.inf).max(1).values
+    assert torch.all(values[:, 0] <= best + 1e-6)
