@@ -1,15 +1,17 @@
 """Full-catalogue ranking: the old path (every user x item pair a forward row) vs the cached catalogue path.
 
     UNIREC_RAW_DIR=/work/shared/data .venv/bin/python scripts/bench_full_ranking.py \\
-        --ckpt unified=/path/best.ckpt --ckpt mf=/path/best.ckpt --users 200 --all --candidates 1000 2000
+        --ckpt unified=/path/best.ckpt --ckpt mf=/path/best.ckpt --users 200 --all --candidates 200 500 \\
+        --all-candidates
 
 For each model (``--models``, default unified and mf, built by ``engine.build`` on ``scenario=ecommerce``:
 Amazon Beauty, all 12,101 items are candidates), on a seeded sample of ``--users`` test users: seconds of the
 old path and of the new exact path (median of ``--repeats``), both extrapolated to all users, and the largest
 metric difference between them. ``--all`` also times the new path on every test user (once). ``--candidates``
 times the optional retrieval stage and measures what it costs against the exact top-K on the sample: the
-share of exact top-K items kept and the metric differences. Timings depend on the load of the shared
-machine: the 1-minute load average is sampled before and after each measurement and printed with it.
+share of exact top-K items kept and the metric differences (``--all-candidates``: also timed on all users).
+Timings depend on the load of the shared machine: the 1-minute load average is sampled before and after each
+measurement and printed with it.
 A checkpoint (``--ckpt name=path``, a Lightning checkpoint of that model) gives trained weights; without one
 the weights are the seeded initialisation (the times are the same; only recall numbers need training).
 """
@@ -97,7 +99,8 @@ def main() -> None:
     ap.add_argument("--ckpt", action="append", default=[], help="name=path of a Lightning checkpoint")
     ap.add_argument("--users", type=int, default=200, help="sampled test users for old vs new")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--all", action="store_true", help="also time the new path on all test users (once)")
+    ap.add_argument("--all", action="store_true", help="also time the new exact path on all test users (once)")
+    ap.add_argument("--all-candidates", action="store_true", help="also time each --candidates on all users (once)")
     ap.add_argument("--candidates", type=int, nargs="*", default=[], help="retrieval stage sizes to measure")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -125,7 +128,7 @@ def main() -> None:
             line = (f"  retrieval top-{c} + exact re-rank, {users} users: {t_part:.2f}s (all ~"
                     f"{t_part * n_all / users:.1f}s, load {l_part}) | exact top-20 kept {kept:.4f} | "
                     f"max metric diff vs exact {diff(new, part):.1e} (recall@20 {part['recall@20']:.4f})")
-            if args.all:
+            if args.all_candidates:
                 full_c, t_fc, l_fc = timed(common, 1, candidates=c)
                 line += (f" | all users measured {t_fc:.1f}s (load {l_fc}), recall@20 {full_c['recall@20']:.4f}"
                          f" ndcg@20 {full_c['ndcg@20']:.4f}")
