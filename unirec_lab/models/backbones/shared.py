@@ -148,20 +148,19 @@ class SharedBackbone(nn.Module):
         it = item["item"]
         b = len(user["scenario"])
         c = it.shape[-2]
-        if "user" not in user:  # target-dependent history: one encoder pass per pair, as forward does
+        first = self.trunk[0] if len(self.trunk) else None
+        if "user" not in user or not isinstance(first, nn.Linear):
+            # a target-dependent history (one encoder pass per pair, as forward does) or no trunk layer to
+            # fold: the pair rows are built explicitly
             its = it.expand(b, c, it.shape[-1]).reshape(b * c, -1)
             rep = torch.arange(b, device=its.device).repeat_interleave(c)
-            u = (user["profile"].index_select(0, rep)
-                 + self.history_encoder(user["history"].index_select(0, rep),
-                                        user["history_mask"].index_select(0, rep), its))
+            if "user" in user:
+                u = user["user"].index_select(0, rep)
+            else:
+                u = user["profile"].index_select(0, rep) + self.history_encoder(
+                    user["history"].index_select(0, rep), user["history_mask"].index_select(0, rep), its)
             return PairFeatures(self._interact(u, its, user["scenario"].index_select(0, rep)), b, c)
         u = user["user"]
-        first = self.trunk[0] if len(self.trunk) else None
-        if not isinstance(first, nn.Linear):  # no trunk layer to fold: build the input explicitly
-            its = it.expand(b, c, it.shape[-1]).reshape(b * c, -1)
-            rep = torch.arange(b, device=its.device).repeat_interleave(c)
-            return PairFeatures(self._interact(u.index_select(0, rep), its,
-                                               user["scenario"].index_select(0, rep)), b, c)
         d = self.embedding_dim
         w = first.weight
         # z = W_u u + W_i i + W_ui (u*i) + w_dot <u,i> (+ W_s e_s) + bias = A_u i + c_u
