@@ -11,7 +11,8 @@ metric difference between them. ``--all`` also times the new path on every test 
 times the optional retrieval stage and measures what it costs against the exact top-K on the sample: the
 share of exact top-K items kept and the metric differences (``--all-candidates``: also timed on all users).
 Timings depend on the load of the shared machine: the 1-minute load average is sampled before and after each
-measurement and printed with it.
+measurement and printed with it, with the CPU seconds the process used (about the wall time on idle cores times
+the threads that were busy).
 A checkpoint (``--ckpt name=path``, a Lightning checkpoint of that model) gives trained weights; without one
 the weights are the seeded initialisation (the times are the same; only recall numbers need training).
 """
@@ -56,15 +57,17 @@ def build(model: str, ckpt: str | None):
 
 
 def timed(common: tuple, repeats: int, **kwargs) -> tuple[dict, float, str]:
-    """``(full_ranking_metrics(*common, ks=KS, **kwargs), median seconds, 'load before->after')``."""
+    """``(full_ranking_metrics(*common, ks=KS, **kwargs), median wall seconds, 'load before->after, median
+    CPU seconds')``: on a shared machine the CPU seconds of this process say more than the wall time."""
     from unirec_lab.evaluation.full_ranking import full_ranking_metrics
 
-    times, before = [], load()
+    times, cpu, before = [], [], load()
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = full_ranking_metrics(*common, ks=KS, **kwargs)
         times.append(time.perf_counter() - t0)
-    return out, statistics.median(times), f"{before}->{load()}"
+        cpu.append(time.process_time() - c0)
+    return out, statistics.median(times), f"{before}->{load()}, cpu {statistics.median(cpu):.1f}s"
 
 
 def kept_share(dm, net, users: int, candidates: int, seed: int) -> float:
