@@ -253,6 +253,7 @@ def test_resume_dir_and_another_run_dir_are_refused(tmp_path):
     ("seed=4294967296", "seed=4294967296, expected an integer in [0, 4294967295]"),
     ("data.history_len=-1", "data.history_len=-1, expected an integer >= 0"),
     ("backbone.embedding_dim=-3", "backbone.embedding_dim=-3, expected a positive integer"),
+    ("full_ranking.candidates=0", "full_ranking.candidates=0, expected a positive integer or null"),
 ])
 def test_config_guards_name_the_key_before_data_prep(tmp_path, capsys, override, expected):
     from unirec_lab.engine.guard import run_guarded

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from unirec_lab.evaluation.full_ranking import full_ranking_metrics
+from unirec_lab.evaluation.full_ranking import PairIndex, full_ranking_metrics
 
 
 class ItemScore(nn.Module):
@@ -95,3 +95,13 @@ def test_matches_a_per_user_brute_force_on_a_real_model(tiny_dm):
         nd.append(dcg / sum(1 / math.log2(i + 2) for i in range(min(10, len(truth)))))
     assert got["users"] == len(users) > 5 and 0 < got["recall@10"] < 1  # not vacuous
     assert got["recall@10"] == pytest.approx(np.mean(rec)) and got["ndcg@10"] == pytest.approx(np.mean(nd))
+
+
+def test_pair_index_matrix_equals_a_dense_construction():
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 30, (400,), generator=g), torch.randint(5, 25, (400,), generator=g)
+    chunk = torch.tensor([29, 3, 0, 17, 40])  # 40: a user without pairs
+    dense = torch.zeros(41, 20, dtype=torch.bool)
+    dense[users, items - 5] = True
+    got = PairIndex(users, items, item_lo=5, num_items=20).matrix(chunk)
+    assert torch.equal(got, dense[chunk]) and got.any()

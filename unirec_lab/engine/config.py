@@ -40,6 +40,7 @@ def check_config(cfg: DictConfig) -> None:
     unknown = [k for k in (fr.get("scenarios") or []) if k not in cfg.scenarios]
     if unknown:
         raise ConfigError(f"full_ranking.scenarios={unknown}: not among the selected scenarios {list(cfg.scenarios)}")
+    _int("full_ranking.candidates", fr.get("candidates"), 1, null_ok=True)
     lr = cfg.optimizer.get("lr")
     if lr is not None and not float(lr) > 0:
         raise ConfigError(f"optimizer.lr={lr}, expected a positive number")

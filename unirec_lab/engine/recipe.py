@@ -216,7 +216,7 @@ class RunRecipe:
         fr = self.cfg.get("full_ranking") or {}
         return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario,
                                         ks=list(fr.get("ks") or (10, 20)), max_users=fr.get("max_users"),
-                                        seed=int(self.cfg.seed))
+                                        seed=int(self.cfg.seed), candidates=fr.get("candidates"))
                 for k in keys if k in (fr.get("scenarios") or [])}
 
     # -- record ------------------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ repeat consumption is never credited by leaking it out of the mask). Then top-K:
 - ``ndcg@K`` = DCG@K / IDCG@K with binary gains, IDCG over min(K, |truth|) hits;
 - ``hr@K`` = 1 if any truth item is in the top K.
 
-Averaged over users. Works for any model that scores a batch (``model(batch) -> logits``); a target-independent
-history encoder makes a user's thousands of candidate rows cost one user-side computation (the backbone's eval
-shortcut), so a chunk is one matmul-sized forward plus one ``topk``.
+Averaged over users. Scoring is :class:`~unirec_lab.evaluation.catalogue.CatalogueRanker`'s: a model with
+the catalogue protocol (unified, MF, popularity) has its item side computed once per evaluation, its user side
+once per user and the pairs scored in large batched matmuls (exact); any other model (``model(batch) ->
+logits``) is scored on repeated rows. ``candidates`` adds an approximate retrieval stage (off by default).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unirec_lab.evaluation.catalogue import CatalogueRanker
 from unirec_lab.features import SPLIT_LEVEL
 
 Batch = dict[str, torch.Tensor]
@@ -37,23 +39,35 @@ def _first_positive_rows(split: Batch, s_idx: int) -> torch.Tensor:
     return rows[torch.from_numpy(first)]
 
 
-def _pairs_matrix(users: torch.Tensor, items: torch.Tensor, chunk_users: torch.Tensor, item_lo: int,
-                  num_items: int) -> torch.Tensor:
-    """Dense ``[len(chunk_users), num_items]`` bool matrix of the (user, item) pairs among ``users, items``."""
-    out = torch.zeros(len(chunk_users), num_items, dtype=torch.bool)
-    sorted_u, order = torch.sort(chunk_users)
-    pos = torch.searchsorted(sorted_u, users).clamp(max=len(sorted_u) - 1)
-    hit = sorted_u[pos] == users
-    out[order[pos[hit]], items[hit] - item_lo] = True
-    return out
+class PairIndex:
+    """(user, item) pairs indexed by user once, so a chunk of users gets its dense ``[b, num_items]`` bool
+    matrix in time proportional to the chunk's own pairs (not to all pairs, chunk after chunk)."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, item_lo: int, num_items: int) -> None:
+        order = torch.argsort(users, stable=True)
+        self.users, self.items = users[order], items[order] - item_lo
+        self.num_items = num_items
+
+    def matrix(self, chunk_users: torch.Tensor) -> torch.Tensor:
+        lo = torch.searchsorted(self.users, chunk_users)
+        counts = torch.searchsorted(self.users, chunk_users, right=True) - lo
+        row = torch.repeat_interleave(torch.arange(len(chunk_users)), counts)
+        starts = torch.cumsum(counts, 0) - counts  # each chunk row's first position among the gathered pairs
+        pos = lo.repeat_interleave(counts) + torch.arange(int(counts.sum())) - starts.repeat_interleave(counts)
+        out = torch.zeros(len(chunk_users), self.num_items, dtype=torch.bool)
+        out[row, self.items[pos]] = True
+        return out
 
 
 @torch.no_grad()
 def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_names: Sequence[str], scenario: str,
                          item_scenario: torch.Tensor, split: str = "test", ks: Sequence[int] = (10, 20),
-                         max_users: int | None = None, max_rows: int = 262_144, seed: int = 0) -> dict[str, float]:
+                         max_users: int | None = None, max_rows: int = 262_144, seed: int = 0,
+                         candidates: int | None = None, cached: bool = True,
+                         user_chunk: int = 256) -> dict[str, float]:
     """``{"recall@K", "ndcg@K", "hr@K" for K in ks, "users", "candidates"}`` for one scenario (see module doc).
-    ``max_rows`` bounds the (user, item) rows of one forward pass (memory)."""
+    ``max_rows`` bounds the (user, item) pairs scored in one pass (memory); ``candidates`` (null = exact) and
+    ``cached`` (False = the reference path on repeated rows) are :class:`CatalogueRanker`'s."""
     if not ks or min(ks) < 1:
         raise ValueError(f"full ranking ks={list(ks)}: expected positive integers")
     if scenario not in scenario_names:
@@ -74,33 +88,26 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
     seen_i = torch.cat([t["item"][(t["scenario"] == s_idx) & (t["label"] > 0.5)] for t in earlier])
     pos = (data["scenario"] == s_idx) & (data["label"] > 0.5)
     truth_u, truth_i = data["user"][pos], data["item"][pos]
+    seen = PairIndex(seen_u, seen_i, item_lo, n_items)
+    truth_pairs = PairIndex(truth_u, truth_i, item_lo, n_items)
     kmax = min(max(ks), n_items)
-    user_chunk = max(1, max_rows // n_items)  # rows scored per forward pass stay bounded
+    ranker = CatalogueRanker(model, items, candidates=candidates, block_rows=max_rows, cached=cached, seed=seed)
     disc = 1.0 / torch.log2(torch.arange(kmax, dtype=torch.float64) + 2.0)
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr")}
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(first), user_chunk):
-            rows = first[start:start + user_chunk]
-            b = len(rows)
-            batch = {k: v[rows].repeat_interleave(n_items, dim=0) for k, v in data.items()}
-            batch["item"] = items.repeat(b)
-            scores = model(batch).double().reshape(b, n_items)
-            users = data["user"][rows]
-            scores[_pairs_matrix(seen_u, seen_i, users, item_lo, n_items)] = -torch.inf
-            truth = _pairs_matrix(truth_u, truth_i, users, item_lo, n_items)
-            top = torch.topk(scores, kmax, dim=1).indices
-            hits = truth.gather(1, top).double()  # [b, kmax]
-            n_truth = truth.sum(1).double()
-            for k in ks:
-                kk = min(k, kmax)
-                h = hits[:, :kk]
-                ideal = torch.cumsum(disc[:kk], 0)[(n_truth.clamp(max=kk) - 1).long()]
-                sums[f"recall@{k}"] += float((h.sum(1) / n_truth).sum())
-                sums[f"ndcg@{k}"] += float(((h * disc[:kk]).sum(1) / ideal).sum())
-                sums[f"hr@{k}"] += float((h.sum(1) > 0).double().sum())
-    finally:
-        model.train(was_training)
+    for start in range(0, len(first), user_chunk):
+        rows = first[start:start + user_chunk]
+        batch = {k: v[rows] for k, v in data.items()}
+        users = batch["user"]
+        _, top = ranker.topk(batch, kmax, exclude=seen.matrix(users))
+        truth = truth_pairs.matrix(users)
+        hits = truth.gather(1, top).double()  # [b, kmax]
+        n_truth = truth.sum(1).double()
+        for k in ks:
+            kk = min(k, kmax)
+            h = hits[:, :kk]
+            ideal = torch.cumsum(disc[:kk], 0)[(n_truth.clamp(max=kk) - 1).long()]
+            sums[f"recall@{k}"] += float((h.sum(1) / n_truth).sum())
+            sums[f"ndcg@{k}"] += float(((h * disc[:kk]).sum(1) / ideal).sum())
+            sums[f"hr@{k}"] += float((h.sum(1) > 0).double().sum())
     n = max(len(first), 1)
     return {**{k: v / n for k, v in sums.items()}, "users": int(len(first)), "candidates": n_items}

@@ -21,6 +21,23 @@ class UnifiedModel(nn.Module):
         feats = self.backbone(batch)
         return self.head(feats["h"], batch["scenario"], feats)
 
+    # catalogue scoring (see unirec_lab.evaluation.catalogue): the backbone's cached user / item sides
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.backbone.user_side(batch)
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.backbone.item_side(items)
+
+    def retrieval_keys(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[N, d]`` item vectors: the scores are fitted as linear in them for a first retrieval stage."""
+        return item["item"]
+
+    def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[b, C]`` logits of every user row with every candidate (equal to ``forward`` on the pairs)."""
+        feats = self.backbone.pair_features(user, item)
+        scenario = user["scenario"].repeat_interleave(feats.c)
+        return self.head(feats["h"], scenario, feats).reshape(feats.b, feats.c)
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -20,6 +20,31 @@ from unirec_lab.models.mlp import mlp
 Batch = dict[str, torch.Tensor]
 
 
+class PairFeatures(dict):
+    """The backbone outputs of ``b x C`` (user, candidate) pairs, rows user-major. ``user``, ``item`` and ``dot``
+    are materialised only when a head reads them (most heads read ``h`` alone)."""
+
+    def __init__(self, feats: dict[str, torch.Tensor], b: int, c: int, user: torch.Tensor | None = None,
+                 item: torch.Tensor | None = None) -> None:
+        super().__init__(feats)
+        self.b, self.c = b, c
+        self._user, self._item = user, item
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if self._user is None or self._item is None or key not in ("user", "item", "dot"):
+            raise KeyError(key)
+        d = self._user.shape[-1]
+        item = self._item.expand(self.b, self.c, d)
+        if key == "dot":
+            value = (item * self._user.unsqueeze(1)).sum(-1).reshape(-1)
+        elif key == "item":
+            value = item.reshape(-1, d)
+        else:
+            value = self._user.unsqueeze(1).expand(self.b, self.c, d).reshape(-1, d)
+        self[key] = value
+        return value
+
+
 class SharedBackbone(nn.Module):
     """Embeds a batch and returns ``{"h": trunk output, "user", "item", "dot"}``.
 
@@ -96,6 +121,57 @@ class SharedBackbone(nn.Module):
             parts.append(self.scenario_embedding(scenario))
         h = self.trunk(torch.cat(parts, dim=-1))
         return {"h": h, "user": user, "item": item, "dot": dot.squeeze(-1)}
+
+    # -- catalogue scoring (full ranking, serving): item side once, user side once per user ----------------
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-row user state for :meth:`pair_features`: the user vector, or (target-dependent history encoder)
+        the profile and embedded history that each candidate attends over."""
+        hist_ids = batch["history"]
+        static = self.embedding.user_vectors(batch["user"])
+        hist, mask = self.embedding.item_vectors(hist_ids), hist_ids > 0
+        if getattr(self.history_encoder, "target_dependent", True):
+            return {"profile": static, "history": hist, "history_mask": mask, "scenario": batch["scenario"]}
+        user = static + self.history_encoder(hist, mask, torch.zeros_like(static))  # the target is ignored
+        return {"user": user, "scenario": batch["scenario"]}
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Item state (``[N, d]`` vectors) for :meth:`pair_features`, computed once per catalogue."""
+        return {"item": self.embedding.item_vectors(items)}
+
+    def pair_features(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> PairFeatures:
+        """``forward``'s outputs for every (user row, candidate) pair, rows flattened user-major: ``item["item"]``
+        is ``[C, d]`` (the same candidates for every user) or ``[b, C, d]`` (per-user candidates).
+
+        Exact and cheaper than ``forward`` on repeated rows: the trunk's first layer on ``[u, i, u*i, <u,i>]``
+        is linear in ``i`` for a fixed ``u``, so it is folded into one ``[H, d]`` matrix per user and the pairs
+        cost one ``[C, d] x [d, H]`` matmul instead of building and multiplying the ``3d + 1`` wide input."""
+        it = item["item"]
+        b = len(user["scenario"])
+        c = it.shape[-2]
+        first = self.trunk[0] if len(self.trunk) else None
+        if "user" not in user or not isinstance(first, nn.Linear):
+            # a target-dependent history (one encoder pass per pair, as forward does) or no trunk layer to
+            # fold: the pair rows are built explicitly
+            its = it.expand(b, c, it.shape[-1]).reshape(b * c, -1)
+            rep = torch.arange(b, device=its.device).repeat_interleave(c)
+            if "user" in user:
+                u = user["user"].index_select(0, rep)
+            else:
+                u = user["profile"].index_select(0, rep) + self.history_encoder(
+                    user["history"].index_select(0, rep), user["history_mask"].index_select(0, rep), its)
+            return PairFeatures(self._interact(u, its, user["scenario"].index_select(0, rep)), b, c)
+        u = user["user"]
+        d = self.embedding_dim
+        w = first.weight
+        # z = W_u u + W_i i + W_ui (u*i) + w_dot <u,i> (+ W_s e_s) + bias = A_u i + c_u
+        a = w[:, d:2 * d] + (w[:, 2 * d:3 * d] + w[:, 3 * d:3 * d + 1]) * u.unsqueeze(1)  # [b, H, d]
+        bias = u @ w[:, :d].T + first.bias
+        if self.scenario_embedding is not None:
+            bias = bias + self.scenario_embedding(user["scenario"]) @ w[:, 3 * d + 1:].T
+        h = torch.baddbmm(bias.unsqueeze(1), it.expand(b, c, d), a.transpose(1, 2)).reshape(b * c, -1)  # [bC, H]
+        for layer in self.trunk[1:]:  # the rest of the trunk; ReLU in place on these fresh tensors
+            h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
+        return PairFeatures({"h": h}, b, c, user=u, item=it)
 
     def describe(self) -> str:
         enc = type(self.history_encoder).__name__

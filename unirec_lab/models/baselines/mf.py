@@ -43,3 +43,26 @@ class MatrixFactorization(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.score(batch["user"], batch["item"])
+
+    # catalogue scoring (see unirec_lab.evaluation.catalogue): one matmul for all pairs
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        u = batch["user"]
+        bias = self.user_bias(u).squeeze(-1) + self.global_bias if self.bias else torch.zeros(len(u))
+        return {"user": self.user(u), "bias": bias}
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        bias = self.item_bias(items).squeeze(-1) if self.bias else torch.zeros(items.shape)
+        return {"item": self.item(items), "bias": bias}
+
+    def retrieval_keys(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[N, d + 1]``: a user's score is exactly linear in ``[item vector, item bias]``."""
+        return torch.cat([item["item"], item["bias"].unsqueeze(-1)], dim=-1)
+
+    def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[b, C]`` logits; ``item`` tensors are ``[C, ...]`` (shared) or ``[b, C, ...]`` (per user)."""
+        vec = item["item"]
+        if vec.dim() == 2:  # the same candidates for every user: one matmul
+            dot = torch.addmm(item["bias"].unsqueeze(0), user["user"], vec.T)
+        else:
+            dot = torch.bmm(vec, user["user"].unsqueeze(-1)).squeeze(-1) + item["bias"]
+        return dot + user["bias"].unsqueeze(-1)

@@ -60,3 +60,13 @@ class Popularity(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return torch.exp(self.log_scale) * self.item_score[batch["item"]] + self.bias
+
+    # catalogue scoring (see unirec_lab.evaluation.catalogue): the same scores for every user
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"rows": torch.zeros(len(batch["user"]), 1)}
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"score": torch.exp(self.log_scale) * self.item_score[items] + self.bias}
+
+    def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
+        return user["rows"] + item["score"]

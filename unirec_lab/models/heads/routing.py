@@ -25,11 +25,19 @@ class ScenarioPartition:
         if counts.numel() > num_scenarios:
             raise ValueError(f"scenario index {int(scenario.max())} out of range for {num_scenarios} scenario(s)")
         self.num_scenarios = num_scenarios
-        self.order = torch.argsort(scenario, stable=True)
+        self._scenario = scenario
+        self._order: torch.Tensor | None = None
         self.sizes: list[int] = counts.tolist()
         self.present: list[int] = [s for s, n in enumerate(self.sizes) if n > 0]
         self._inverse: torch.Tensor | None = None
         self.identity = len(self.present) == 1  # one scenario: rows are already in order
+
+    @property
+    def order(self) -> torch.Tensor:
+        """Row order that groups the rows by scenario (sorted only when needed: one scenario needs none)."""
+        if self._order is None:
+            self._order = torch.argsort(self._scenario, stable=True)
+        return self._order
 
     @property
     def inverse(self) -> torch.Tensor:
