@@ -1,0 +1,1 @@
+"""Serving a trained run: a versioned, hashed artifact (export / load), the HTTP service, the feedback store."""
