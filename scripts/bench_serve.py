@@ -66,6 +66,7 @@ class LoadSampler:
             prev = cur
 
     def __enter__(self) -> LoadSampler:
+        self.loads.append(os.getloadavg()[0])
         self._thread.start()
         return self
 
@@ -76,8 +77,9 @@ class LoadSampler:
     def summary(self) -> str:
         if not self.loads:
             return "load n/a"
-        return (f"load avg {statistics.mean(self.loads):.1f} (min {min(self.loads):.1f}, max {max(self.loads):.1f}), "
-                f"CPUs busy {100 * statistics.mean(self.busy):.0f}% of {os.cpu_count()}")
+        busy = f", CPUs busy {100 * statistics.mean(self.busy):.0f}% of {os.cpu_count()}" if self.busy else ""
+        return (f"load avg {statistics.mean(self.loads):.1f} (min {min(self.loads):.1f}, max {max(self.loads):.1f})"
+                + busy)
 
 
 def free_port() -> int:

@@ -201,5 +201,11 @@ def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
     try:
         assert client.post("/admin/reload").json() == {"swapped": True, "version": v2.name}
         assert client.get("/version").json()["version"] == v2.name
+        v3 = write_version(artifact, art)  # published, then tampered with: refused, v2 keeps serving
+        (v3 / "config.json").write_text("{}")
+        r = client.post("/admin/reload")
+        assert r.status_code == 409 and "config.json: sha256" in r.json()["error"] and "\n" not in r.json()["error"]
+        assert client.get("/version").json()["version"] == v2.name
+        assert "refusing the artifact" in client.get("/health").json()["last_reload_error"]
     finally:
         set_current(artifact, "v0001")
