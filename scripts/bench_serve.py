@@ -10,7 +10,7 @@ and measures, each bounded in requests and seconds:
    ``t0 + i / rate``; latency counts from when it was due, so a server or client that falls behind pays for
    it), seeded random known users of ``--scenario``; p50 / p90 / p99 / max latency and errors;
 2. **sustained /recommend**: ``--concurrency`` closed-loop clients for ``--seconds``: requests/s;
-3. **/feedback**: ``4 x --concurrency`` clients send ``--feedback-events`` events one per request (group commit,
+3. **/feedback**: ``--feedback-clients`` clients send ``--feedback-events`` events one per request (group commit,
    fsynced), then ``--concurrency`` clients send them in ``/feedback/batch`` requests of ``--batch-size``:
    events/s and latency;
 4. with ``--candidates C``, in-process: share of the exact top-10 that the retrieval stage keeps on
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--feedback-events", type=int, default=4000)
+    ap.add_argument("--feedback-clients", type=int, default=64, help="clients sending one event per request")
     ap.add_argument("--batch-size", type=int, default=100, help="events per /feedback/batch request")
     ap.add_argument("--candidates", type=int, default=None, help="serve with the retrieval stage")
     ap.add_argument("--recall-users", type=int, default=300)
@@ -276,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         fb = lambda i: {"event_id": f"bench-{i}", "scenario": args.scenario, "user": users[i % len(users)],  # noqa: E731
                         "item": str(i % sc.num_items), "label": 1, "ts": 1_700_000_000 + i}
         with LoadSampler() as s:
-            lat, err, wall = closed_loop(port, "/feedback", fb, 4 * args.concurrency, 4 * args.seconds,
+            lat, err, wall = closed_loop(port, "/feedback", fb, args.feedback_clients, 4 * args.seconds,
                                          args.feedback_events)
-        print(line(f"/feedback, {4 * args.concurrency} clients (fsynced group commits)", lat, err, wall, s),
+        print(line(f"/feedback, {args.feedback_clients} clients (fsynced group commits)", lat, err, wall, s),
               flush=True)
         out["feedback"] = {"eps": len(lat) / wall, "errors": err, "p50": pct(lat, 50), "p99": pct(lat, 99),
                            "load": s.summary()}

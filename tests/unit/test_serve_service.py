@@ -187,9 +187,9 @@ def test_malformed_and_oversized_bodies(served):
 def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
     client, server = served
     assert client.post("/admin/reload").json() == {"swapped": False, "version": "v0001"}
-    with TestClient(create_app(server), client=("10.0.0.5", 5000)) as remote:
-        r = remote.post("/admin/reload")
-        assert r.status_code == 403 and "loopback clients only" in r.json()["error"]
+    remote = TestClient(create_app(server), client=("10.0.0.5", 5000))  # no lifespan: the server stays open
+    r = remote.post("/admin/reload")
+    assert r.status_code == 403 and "loopback clients only" in r.json()["error"]
     from unirec_lab.serve.artifact import load_artifact, set_current, write_version
 
     art = load_artifact(artifact)
@@ -198,8 +198,14 @@ def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
             if v.is_floating_point():
                 v.mul_(0.5)
     v2 = write_version(artifact, art)
+    ev = {"event_id": "before-swap", "scenario": "social", "user": "4", "item": "9", "label": 1}
+    assert client.post("/feedback", json=ev).status_code == 200
     try:
         assert client.post("/admin/reload").json() == {"swapped": True, "version": v2.name}
+        sc = server.serving.artifact.scenarios["social"]
+        base = int((sc.seen_items[sc.seen_indptr[4]:sc.seen_indptr[5]] == 9).sum())
+        assert server.serving.seen("social", 4).tolist().count(9) == base + 1  # replayed into v2, exactly once
+        assert "before-swap" in server.serving.observed
         assert client.get("/version").json()["version"] == v2.name
         v3 = write_version(artifact, art)  # published, then tampered with: refused, v2 keeps serving
         (v3 / "config.json").write_text("{}")
@@ -209,3 +215,10 @@ def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
         assert "refusing the artifact" in client.get("/health").json()["last_reload_error"]
     finally:
         set_current(artifact, "v0001")
+
+
+def test_feedback_after_the_writer_stopped_is_503_not_a_hang(served):
+    client, server = served
+    server.writer.close()
+    r = client.post("/feedback", json={"scenario": "news", "user": "1", "item": "2", "label": 1})
+    assert r.status_code == 503 and "retry with the same event_id" in r.json()["error"]

@@ -92,6 +92,8 @@ class FeedbackWriter:
 
     async def submit_many(self, events: list[Event]) -> list[bool]:
         """Per event ``True`` when new; returns once all of them are committed."""
+        if not self.thread.is_alive():
+            raise RuntimeError("the feedback writer has stopped (server shutting down)")
         loop = asyncio.get_running_loop()
         futs = [loop.create_future() for _ in events]
         for e, fut in zip(events, futs):
@@ -240,6 +242,8 @@ class Server:
                 log.error("reload refused: %s", self.last_reload_error)
                 return False, self.last_reload_error
             self.serving = new  # one reference assignment: requests that hold the old state finish on it
+            for e in self.store.events_since(max(new.replayed_seq, new.feedback_seq)):
+                new.observe(e)  # events committed while the new version was loading
             self.last_reload_error = self.refused = None
             return True, new.version
 

@@ -70,6 +70,8 @@ class ServingState:
     overlay: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
     loaded_at: float = field(default_factory=time.time)
+    observed: set[str] = field(default_factory=set)  # event ids already in the overlay (replays are idempotent)
+    replayed_seq: int = 0  # the highest store seq replayed into this state
 
     @classmethod
     def load(cls, path: Path | str, candidates: int | None = None, events: list[Event] | None = None
@@ -97,15 +99,19 @@ class ServingState:
 
     # -- feedback overlay ------------------------------------------------------------------------------------
     def observe(self, e: Event) -> None:
-        """Add a logged positive of a known user on a known item to that user's history and seen set."""
+        """Add a logged positive of a known user on a known item to that user's history and seen set (once per
+        event id, so replaying the store after a swap cannot add an event twice)."""
+        if e.seq is not None:
+            self.replayed_seq = max(self.replayed_seq, e.seq)
         idx = self.index.get(e.scenario)
-        if idx is None or e.label < POSITIVE:
+        if idx is None or e.label < POSITIVE or e.event_id in self.observed:
             return
         user = idx.user_dense(e.user)
         item = idx.items.get(e.item)
         if user is None or item is None:
             return
         with self.lock:
+            self.observed.add(e.event_id)
             self.overlay[(e.scenario, user)].append(int(item))
 
     def _extra(self, scenario: str, user: int) -> list[int]:
