@@ -222,3 +222,18 @@ def test_feedback_after_the_writer_stopped_is_503_not_a_hang(served):
     server.writer.close()
     r = client.post("/feedback", json={"scenario": "news", "user": "1", "item": "2", "label": 1})
     assert r.status_code == 503 and "retry with the same event_id" in r.json()["error"]
+
+
+def test_serve_cli_bad_input_is_one_line_exit_2(artifact, tmp_path, capsys):
+    from unirec_lab.cli.serve import main as serve_main
+
+    cases = [([str(tmp_path / "nope")], "not an artifact (no CURRENT or manifest.json"),
+             ([str(artifact), "--threads", "0"], "--threads 0: expected an integer >= 1"),
+             ([str(artifact), "--port", "70000"], "--port 70000: expected 1..65535"),
+             ([str(artifact), "--candidates", "0"], "--candidates 0: expected an integer >= 1"),
+             ([str(artifact), "--feedback-db", str(tmp_path)], "is a directory, expected a database file or a URL")]
+    for argv, message in cases:
+        assert serve_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert not (tmp_path / "nope").exists()  # a missing artifact gets no feedback db created under it

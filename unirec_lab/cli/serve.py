@@ -33,13 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-seconds", type=float, default=1.0, help="how often CURRENT is checked (0: never)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = ap.parse_args(argv)
-    if not 0 < args.port < 65536:
-        print(f"error: --port {args.port}: expected 1..65535", file=sys.stderr)
-        return 2
-    if args.threads < 1 or (args.candidates is not None and args.candidates < 1) or args.poll_seconds < 0:
-        print(f"error: --threads {args.threads} / --candidates {args.candidates} / --poll-seconds "
-              f"{args.poll_seconds}: expected threads >= 1, candidates >= 1, poll-seconds >= 0", file=sys.stderr)
-        return 2
+    checks = [(not 0 < args.port < 65536, f"--port {args.port}", "1..65535"),
+              (args.threads < 1, f"--threads {args.threads}", "an integer >= 1"),
+              (args.candidates is not None and args.candidates < 1, f"--candidates {args.candidates}",
+               "an integer >= 1 (or leave it out: exact)"),
+              (args.poll_seconds < 0, f"--poll-seconds {args.poll_seconds}", "a number >= 0 (0: never)")]
+    for failed, flag, expected in checks:
+        if failed:
+            print(f"error: {flag}: expected {expected}", file=sys.stderr)
+            return 2
     import torch
     import uvicorn
 
