@@ -67,6 +67,8 @@ def test_recommend_is_the_exact_top_k_with_seen_masked(served):
     want = np.argsort(-scores, kind="stable")[:7]
     assert [it["item"] for it in body["items"]] == [str(i) for i in want]
     assert np.allclose([it["score"] for it in body["items"]], scores[want], atol=1e-5)
+    as_int = client.post("/recommend", json={"scenario": "ecommerce", "user": user, "k": 7}).json()
+    assert as_int["items"] == body["items"]  # a JSON integer id is the same id
     with_seen = client.post("/recommend", json={"scenario": "ecommerce", "user": str(user), "k": 7,
                                                 "exclude_seen": False}).json()
     assert set(with_seen["items"][0]) == {"item", "score"} and with_seen["items"][0]["score"] >= body["items"][0]["score"]
@@ -141,6 +143,8 @@ BAD = [
     ("/recommend", {"scenario": "news", "user": "1", "kk": 3}, 422, "kk: Extra inputs are not permitted"),
     ("/recommend", {"scenario": "news"}, 422, "user: Field required"),
     ("/recommend", [1, 2], 422, "Input should be a valid dictionary"),
+    ("/recommend", {"scenario": "news", "user": True, "k": 3}, 422, "user: Input should be a valid string"),
+    ("/recommend", {"scenario": "news", "user": 1.5, "k": 3}, 422, "user: Input should be a valid string"),
     ("/score", {"scenario": "news", "user": "1", "items": []}, 422, "items: List should have at least 1 item"),
     ("/score", {"scenario": "news", "user": "1", "items": ["1"] * 1001}, 422,
      "items: List should have at most 1000 items"),

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from unirec_lab.serve.artifact import ArtifactError, current_version
 from unirec_lab.serve.feedback import Event, FeedbackStore
@@ -42,7 +42,14 @@ MAX_ITEMS = 1000
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 256 * 1024  # a full /feedback/batch is ~110 KB
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
-RawId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _int_to_str(v: Any) -> Any:
+    """Ids may be sent as JSON integers (bundle ids are); they are matched as strings."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+RawId = Annotated[str, BeforeValidator(_int_to_str), StringConstraints(pattern=ID_PATTERN)]
 Scenario = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 LOOPBACK = {"127.0.0.1", "::1"}
 
