@@ -1,0 +1,1 @@
+"""After training: serving a trained model and updating it from feedback (the loop of DESIGN.md 4b)."""
