@@ -1,1 +1,2 @@
-"""After training: serving a trained model and updating it from feedback (the loop of DESIGN.md 4b)."""
+"""Serving a trained run (a versioned, hashed artifact, the HTTP service, the feedback store) and updating it
+from feedback (fine-tuning, `unirec-update`, the `unirec-replay` evaluation)."""
