@@ -141,3 +141,32 @@ def test_update_is_deterministic_for_a_seed(shifted, trained):
         outs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], outs[2])
+
+
+def test_compact_relays_grown_ids_without_changing_scores(tiny_dm, tmp_path):
+    """Two scenarios, both grown: compaction gives contiguous offsets again and the same logit per local id."""
+    from tests.conftest import compose_cfg
+
+    space = tiny_dm.space
+    model = build_model(compose_cfg(tmp_path, ["backbone.embedding_dim=8", "backbone.trunk_dims=[16]",
+                                               "head.hidden_dims=[8]"]), space)
+    grown = ft.grow(model, space, {"ecommerce": 2, "social": 1}, {"ecommerce": 1, "news": 2}, init="normal")
+
+    def logits(sp):
+        rows = []
+        for s_idx, s in enumerate(["ecommerce", "social"]):
+            n_u, n_i = ft.local_counts(sp, "user")[s], ft.local_counts(sp, "item")[s]
+            u, i = np.arange(n_u) % n_u, np.arange(n_u) % n_i
+            rows.append({"scenario": torch.full((n_u,), s_idx), "user": torch.from_numpy(sp.global_users(s, u)),
+                         "item": torch.from_numpy(sp.global_items(s, i)), "history": torch.zeros(n_u, 8, dtype=torch.long)})
+        return [model.eval()(r).detach() for r in rows]
+
+    before = logits(grown)
+    flat = ft.compact(model, grown)
+    after = logits(flat)
+    assert not flat.user_global and flat.user_offset["social"] == space.user_offset["social"] + 2
+    assert flat.item_offset["news"] == space.item_offset["news"] + 1
+    assert ft.local_counts(flat, "item") == ft.local_counts(grown, "item")
+    assert int(flat.item_scenario[flat.item_offset["news"] + 1]) == 3
+    for a, b in zip(before, after):
+        assert torch.allclose(a, b, atol=1e-6)

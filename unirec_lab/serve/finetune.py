@@ -264,3 +264,41 @@ def score(model: nn.Module, data: Batch, batch_size: int = 8192) -> np.ndarray:
     if not np.isfinite(z).all():
         raise ValueError(f"model scores: {int((~np.isfinite(z)).sum())} non-finite logit(s)")
     return z
+
+
+def compact(model: nn.Module, space: FeatureSpace) -> FeatureSpace:
+    """Lay a grown space out again as contiguous per-scenario blocks (offsets, no id maps: the layout of a
+    freshly prepared space and of the serving artifact), permuting ``model``'s id tables and feature matrices in
+    place to match; scores of every (scenario, local id) are unchanged. A space that never grew is returned."""
+    if not space.user_global and not space.item_global:
+        return space
+    perms, offsets = {}, {}
+    for entity in ("user", "item"):
+        have = local_counts(space, entity)
+        to_global = space.global_users if entity == "user" else space.global_items
+        offsets[entity], start = {}, 0
+        for s in space.scenarios:
+            offsets[entity][s] = start
+            start += have[s]
+        perms[entity] = torch.from_numpy(np.concatenate(
+            [[0], *(to_global(s, np.arange(have[s])) for s in space.scenarios)]).astype(np.int64))
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            entity = "user" if name in USER_TABLES else "item" if name in ITEM_TABLES else None
+            if entity and isinstance(child, nn.Embedding) and child.num_embeddings == len(perms[entity]):
+                with torch.no_grad():
+                    child.weight.copy_(child.weight[perms[entity]])
+        for name, buf in list(module.named_buffers(recurse=False)):
+            entity = FEATURE_BUFFERS.get(name)
+            if entity and buf.shape[0] == len(perms[entity]):
+                module._buffers[name] = buf[perms[entity]]
+
+    def take(t: torch.Tensor | None, entity: str) -> torch.Tensor | None:
+        return None if t is None else t[perms[entity]]
+
+    return dataclasses.replace(
+        space, user_offset=offsets["user"], item_offset=offsets["item"],
+        user_features=take(space.user_features, "user"), item_features=take(space.item_features, "item"),
+        item_scenario=take(space.item_scenario, "item"), item_train_count=take(space.item_train_count, "item"),
+        item_train_pos=take(space.item_train_pos, "item"), user_train_pos=take(space.user_train_pos, "user"),
+        user_global={}, item_global={})
