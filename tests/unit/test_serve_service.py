@@ -122,6 +122,14 @@ def test_feedback_is_stored_idempotent_and_enters_history(served, tmp_path):
     restarted.writer.close()
 
 
+def test_feedback_batch(served, tmp_path):
+    client, _ = served
+    evs = [{"event_id": f"b{i}", "scenario": "news", "user": "1", "item": str(i), "label": 1, "ts": i} for i in range(3)]
+    assert client.post("/feedback/batch", json={"events": evs + evs[:1]}).json() == {"stored": 4, "duplicates": ["b0"]}
+    assert client.post("/feedback/batch", json={"events": evs[1:]}).json()["duplicates"] == ["b1", "b2"]
+    assert [e.event_id for e in FeedbackStore(tmp_path / "fb.sqlite").events_since(0)] == ["b0", "b1", "b2"]
+
+
 BAD = [
     ("/recommend", {"scenario": "sports", "user": "1", "k": 5}, 404, "scenario 'sports' is not served; served: "),
     ("/recommend", {"scenario": "news", "user": "a b", "k": 5}, 422, "user: String should match pattern"),
@@ -145,6 +153,13 @@ BAD = [
     ("/feedback", {"scenario": "nope", "user": "1", "item": "2", "label": 1}, 404, "scenario 'nope' is not served"),
     ("/feedback", {"scenario": "news", "user": "1", "item": "2", "label": 1, "event_id": "e" * 200}, 422,
      "event_id: String should match pattern"),
+    ("/feedback/batch", {"events": []}, 422, "events: List should have at least 1 item"),
+    ("/feedback/batch", {"events": [{"scenario": "news", "user": "1", "item": "2", "label": 1}] * 1001}, 422,
+     "events: List should have at most 1000 items"),
+    ("/feedback/batch", {"events": [{"scenario": "news", "user": "1", "item": "2", "label": 1},
+                                    {"scenario": "news", "user": "1", "item": "2"}]}, 422, "events.1.label: Field required"),
+    ("/feedback/batch", {"events": [{"scenario": "moon", "user": "1", "item": "2", "label": 1}]}, 404,
+     "scenario 'moon' is not served"),
 ]
 
 
@@ -163,7 +178,10 @@ def test_malformed_and_oversized_bodies(served):
     assert r.status_code == 422 and r.json() == {"error": "body: not valid JSON"}
     big = json.dumps({"scenario": "news", "user": "1", "items": ["1"] * (MAX_BODY_BYTES // 4)})
     r = client.post("/score", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413 and "larger than 65536 bytes" in r.json()["error"]
+    assert r.status_code == 413 and f"larger than {MAX_BODY_BYTES} bytes" in r.json()["error"]
+    chunked = client.post("/score", content=iter([big.encode()[:MAX_BODY_BYTES], big.encode()[MAX_BODY_BYTES:]]),
+                          headers={"content-type": "application/json"})  # no content-length: counted as read
+    assert chunked.status_code == 413
 
 
 def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
@@ -183,5 +201,11 @@ def test_admin_reload_is_loopback_only_and_swaps(served, artifact, tmp_path):
     try:
         assert client.post("/admin/reload").json() == {"swapped": True, "version": v2.name}
         assert client.get("/version").json()["version"] == v2.name
+        v3 = write_version(artifact, art)  # published, then tampered with: refused, v2 keeps serving
+        (v3 / "config.json").write_text("{}")
+        r = client.post("/admin/reload")
+        assert r.status_code == 409 and "config.json: sha256" in r.json()["error"] and "\n" not in r.json()["error"]
+        assert client.get("/version").json()["version"] == v2.name
+        assert "refusing the artifact" in client.get("/health").json()["last_reload_error"]
     finally:
         set_current(artifact, "v0001")

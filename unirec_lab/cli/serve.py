@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import uvicorn
 
+    from unirec_lab.serve.artifact import resolve_version
     from unirec_lab.serve.feedback import FeedbackStore
     from unirec_lab.serve.service import Server, create_app
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     db = args.feedback_db or str(args.artifact / "feedback.sqlite")
     try:
+        resolve_version(args.artifact)  # before the default feedback db creates anything under it
         server = Server(args.artifact, FeedbackStore(db), candidates=args.candidates,
                         poll_seconds=args.poll_seconds or None)
     except (ValueError, OSError) as e:

@@ -239,7 +239,7 @@ def current_version(root: Path | str) -> str:
     return name
 
 
-def _version_dir(path: Path) -> tuple[Path | None, Path]:
+def resolve_version(path: Path) -> tuple[Path | None, Path]:
     """(root or None, version dir) for an artifact root (follows ``CURRENT``) or a version directory."""
     if (path / CURRENT_FILE).exists():
         return path, path / current_version(path)
@@ -309,7 +309,7 @@ def _load_scenario(vdir: Path, name: str, entry: dict[str, Any]) -> ScenarioData
 def load_artifact(path: Path | str) -> Artifact:
     """The artifact at ``path`` (a root: the version ``CURRENT`` names; or one version directory), every file
     verified against the manifest before anything is deserialised; models are built on first use."""
-    root, vdir = _version_dir(Path(path))
+    root, vdir = resolve_version(Path(path))
     t0 = time.perf_counter()
     verify(vdir)
     spec = json.loads((vdir / SPEC_FILE).read_text(encoding="utf-8"))

@@ -2,7 +2,8 @@
 malformed body into a 4xx with the field named, it runs on the standard ASGI stack (uvicorn), and it is the
 common choice for Python model servers; nothing here is specific to it beyond the decorators.
 
-Endpoints: ``POST /recommend``, ``POST /score``, ``POST /feedback``, ``GET /health``, ``GET /version`` and
+Endpoints: ``POST /recommend``, ``POST /score``, ``POST /feedback``, ``POST /feedback/batch`` (up to
+:data:`MAX_EVENTS` events in one request, for clients that buffer), ``GET /health``, ``GET /version`` and
 ``POST /admin/reload`` (loopback clients only). Every error is ``{"error": "<one line>"}`` with a 4xx status for
 bad input (422 malformed or out of range, 404 unknown scenario / item, 413 body too large); a 500 would be a bug.
 
@@ -38,7 +39,8 @@ log = logging.getLogger("unirec_lab.serve")
 
 MAX_K = 1000
 MAX_ITEMS = 1000
-MAX_BODY_BYTES = 64 * 1024
+MAX_EVENTS = 1000
+MAX_BODY_BYTES = 256 * 1024  # a full /feedback/batch is ~110 KB
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 RawId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Scenario = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -71,21 +73,30 @@ class FeedbackRequest(_Request):
     ts: int | None = Field(None, ge=0, le=2**41)
 
 
+class FeedbackBatch(_Request):
+    events: list[FeedbackRequest] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
 class FeedbackWriter:
     """Group commit: one thread drains queued events into one transaction each round and then resolves every
     waiting request (so an acknowledged event is durable, and the fsync cost is shared)."""
 
-    def __init__(self, store: FeedbackStore, max_batch: int = 512) -> None:
+    def __init__(self, store: FeedbackStore, max_batch: int = 4096) -> None:
         self.store, self.max_batch = store, max_batch
         self.queue: queue.Queue[Any] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="feedback-writer", daemon=True)
         self.thread.start()
 
     async def submit(self, event: Event) -> bool:
+        return (await self.submit_many([event]))[0]
+
+    async def submit_many(self, events: list[Event]) -> list[bool]:
+        """Per event ``True`` when new; returns once all of them are committed."""
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.queue.put((event, loop, fut))
-        return await fut
+        futs = [loop.create_future() for _ in events]
+        for e, fut in zip(events, futs):
+            self.queue.put((e, loop, fut))
+        return list(await asyncio.gather(*futs))
 
     def _run(self) -> None:
         while True:
@@ -126,7 +137,8 @@ def _resolve(fut: asyncio.Future, res: Any) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` (declared or streamed) is answered 413."""
+    """ASGI middleware: a request body over ``max_bytes`` (declared, or counted while read when chunked) is
+    answered 413 before the app sees it. The body (bounded) is read here and replayed to the app."""
 
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -139,32 +151,28 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await _reject(send, self.max_bytes)
             return
-        seen = 0
-        started = False
-
-        async def limited() -> dict:
-            nonlocal seen
+        chunks, size = [], 0
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return msg
-
-        async def tracking_send(msg: dict) -> None:
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
-
-        try:
-            await self.app(scope, limited, tracking_send)
-        except _TooLarge:
-            if not started:
+            if msg["type"] != "http.request":  # the client went away
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
                 await _reject(send, self.max_bytes)
+                return
+            if not msg.get("more_body"):
+                break
+        replayed = False
 
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for a disconnect, as the server would
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _reject(send: Any, limit: int) -> None:
@@ -289,20 +297,38 @@ def create_app(server: Server) -> Any:
         return {"scenario": req.scenario, "user": req.user, "version": state.version, "fallback": fallback,
                 "scores": [{"item": i, "score": s} for i, s in zip(req.items, scores)]}
 
-    @app.post("/feedback")
-    async def feedback(req: FeedbackRequest) -> Any:
+    async def store_events(reqs: list[FeedbackRequest]) -> tuple[list[Event], list[bool]] | JSONResponse:
         state = server.serving
-        if (bad := scenario_of(state, req.scenario)) is not None:
-            return bad
-        event = Event(req.scenario, req.user, req.item, req.label, int(time.time()) if req.ts is None else req.ts,
-                      req.event_id or "").with_id()
+        for req in reqs:
+            if (bad := scenario_of(state, req.scenario)) is not None:
+                return bad
+        now = int(time.time())
+        events = [Event(r.scenario, r.user, r.item, r.label, now if r.ts is None else r.ts, r.event_id or ""
+                        ).with_id() for r in reqs]
         try:
-            fresh = await server.writer.submit(event)
+            fresh = await server.writer.submit_many(events)
         except Exception as e:  # noqa: BLE001 - the store is down: not acknowledged, the client retries
             return _error(503, f"feedback store unavailable ({type(e).__name__}); retry with the same event_id")
-        if fresh:
-            server.serving.observe(event)
+        for e, new in zip(events, fresh):
+            if new:
+                server.serving.observe(e)
+        return events, fresh
+
+    @app.post("/feedback")
+    async def feedback(req: FeedbackRequest) -> Any:
+        out = await store_events([req])
+        if isinstance(out, JSONResponse):
+            return out
+        (event,), (fresh,) = out
         return {"event_id": event.event_id, "stored": True, "duplicate": not fresh}
+
+    @app.post("/feedback/batch")
+    async def feedback_batch(req: FeedbackBatch) -> Any:
+        out = await store_events(req.events)
+        if isinstance(out, JSONResponse):
+            return out
+        events, fresh = out
+        return {"stored": len(events), "duplicates": [e.event_id for e, f in zip(events, fresh) if not f]}
 
     @app.get("/health")
     async def health() -> Any:

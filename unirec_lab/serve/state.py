@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from unirec_lab.evaluation.catalogue import CatalogueRanker
@@ -41,20 +40,25 @@ class UnknownId(LookupError):
 class ScenarioIndex:
     """Raw id -> dense id lookups and the popularity order of one scenario."""
 
-    users: pd.Index
-    items: pd.Index
+    users: dict[str, int]
+    items: dict[str, int]
     by_popularity: np.ndarray  # dense item ids, most popular first (ties: lower id first)
 
+    @classmethod
+    def of(cls, user_ids: np.ndarray, item_ids: np.ndarray, popularity: np.ndarray) -> ScenarioIndex:
+        order = np.lexsort((np.arange(len(item_ids)), -popularity))
+        return cls({u: i for i, u in enumerate(user_ids.tolist())}, {t: i for i, t in enumerate(item_ids.tolist())},
+                   order)
+
     def item_dense(self, raw: list[str]) -> np.ndarray:
-        pos = self.items.get_indexer(raw)
-        if (pos < 0).any():
-            bad = raw[int(np.flatnonzero(pos < 0)[0])]
-            raise UnknownId(f"item {bad!r} is not in the catalogue")
-        return pos.astype(np.int64)
+        """Dense ids of ``raw`` items (a dict lookup each: ~0.1 us, where a pandas index costs ~3 ms a call)."""
+        out = np.fromiter((self.items.get(r, -1) for r in raw), dtype=np.int64, count=len(raw))
+        if (out < 0).any():
+            raise UnknownId(f"item {raw[int(np.flatnonzero(out < 0)[0])]!r} is not in the catalogue")
+        return out
 
     def user_dense(self, raw: str) -> int | None:
-        pos = self.users.get_indexer([raw])[0]
-        return None if pos < 0 else int(pos)
+        return self.users.get(raw)
 
 
 @dataclass
@@ -77,8 +81,7 @@ class ServingState:
             model, _ = art.model_for(name)
             state.rankers[name] = CatalogueRanker(model, art.catalogue(name), candidates=candidates)
             state.rankers[name].item_state()
-            order = np.lexsort((np.arange(sc.num_items), -sc.popularity))
-            state.index[name] = ScenarioIndex(pd.Index(sc.user_ids), pd.Index(sc.item_ids), order)
+            state.index[name] = ScenarioIndex.of(sc.user_ids, sc.item_ids, sc.popularity)
         for e in events or []:
             state.observe(e)
         return state
@@ -99,8 +102,8 @@ class ServingState:
         if idx is None or e.label < POSITIVE:
             return
         user = idx.user_dense(e.user)
-        item = idx.items.get_indexer([e.item])[0]
-        if user is None or item < 0:
+        item = idx.items.get(e.item)
+        if user is None or item is None:
             return
         with self.lock:
             self.overlay[(e.scenario, user)].append(int(item))
