@@ -79,3 +79,35 @@ def test_cli_refuses_bad_flags_before_training(tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["--run", str(tmp_path), "--out", str(tmp_path / "o2")])
     assert str(e.value).startswith(f"error: {tmp_path}/result.json: not found")
+
+
+def test_replay_sources_reject_bad_settings_in_one_line():
+    from unirec_lab.data.scenarios.ciao import CiaoScenario
+    from unirec_lab.data.synthetic import SyntheticScenario
+
+    with pytest.raises(ValueError, match=r"^scenario 'social': split='weekly', expected 'user_chrono' or "
+                                         r"'temporal'$"):
+        CiaoScenario("social", "/nowhere", split="weekly")
+    with pytest.raises(ValueError, match=r"^scenario 's': shift_at=1.5, expected null or a value in \(0, 1\)$"):
+        SyntheticScenario("s", {}, shift_at=1.5)
+
+
+def test_defaults_keep_their_fingerprints():
+    """The replay options add a fingerprint key only when set, so existing cached bundles stay valid."""
+    from unirec_lab.data.scenarios.ciao import CiaoScenario
+    from unirec_lab.data.synthetic import SyntheticScenario
+
+    assert "split" not in CiaoScenario("social", "/nowhere").params
+    assert CiaoScenario("social", "/nowhere", split="temporal").params["split"] == "temporal"
+    assert "shift_at" not in SyntheticScenario("s", {}).fingerprint()
+    assert SyntheticScenario("s", {}, shift_at=0.5).fingerprint()["shift_at"] == 0.5
+
+
+def test_temporal_ciao_split_cuts_by_time():
+    from unirec_lab.data.scenarios.interactions import rated_interactions
+
+    ts = np.arange(20)[::-1]  # rows in reverse time order, two users
+    p = dict(val_frac=0.1, test_frac=0.2, min_user_ratings=3, positive_threshold=4, split="temporal")
+    _, _, inter = rated_interactions(np.arange(20) % 2, np.arange(20), ts, np.full(20, 5.0), p)
+    assert set(inter.loc[inter["split"] == "test", "ts"]) == {16, 17, 18, 19}
+    assert set(inter.loc[inter["split"] == "val", "ts"]) == {14, 15}

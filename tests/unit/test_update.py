@@ -115,3 +115,22 @@ def test_feedback_for_an_unknown_scenario_is_named(artifact_template, tmp_path, 
     root = fresh(artifact_template, tmp_path, [*feedback(), Event("cinema", "1", "2", 1.0, 5_000, "x1")])
     assert main([str(root), "--since", "v0001"]) == 2
     assert "feedback for scenario(s) ['cinema'] not in the artifact" in capsys.readouterr().err
+
+
+def test_the_server_state_serves_the_published_version_to_new_users(artifact_template, tmp_path):
+    """The published version loads as the server loads it; a user and an item that exist only in the feedback
+    are served by the model (no popularity fallback), with the rule it learned and the user's feedback masked."""
+    from unirec_lab.serve.state import ServingState
+
+    root = fresh(artifact_template, tmp_path, feedback())
+    assert main([str(root), "--since", "v0001", *FLAGS]) == 0
+    state = ServingState.load(root)
+    assert state.version == "v0002" and state.feedback_seq == 640
+    items, scores, fallback = state.recommend("social", "new-user-1", k=10, exclude_seen=False)
+    assert fallback is None and len(items) == 10
+    liked, _ = state.score("social", "new-user-1", ["new-item-a"])
+    disliked, _ = state.score("social", "new-user-1", ["new-item-b"])
+    assert liked[0] > disliked[0]
+    seen = set(state.artifact.scenarios["social"].item_ids[state.seen("social", 30)])
+    unseen, _, _ = state.recommend("social", "30", k=5)
+    assert not seen & set(unseen)
