@@ -63,6 +63,7 @@ def test_windows_by_rows_and_by_calendar_per_scenario():
     (dict(window_seconds=0), "--window-seconds 0"),
     (dict(lr=-1.0), "--lr -1.0"),
     (dict(epochs=0), "--epochs 0"),
+    (dict(metrics=("auc", "acc")), "--metrics: unknown metric 'acc'"),
 ])
 def test_bad_settings_fail_with_one_line(kw, message):
     with pytest.raises(ReplayError) as e:

@@ -35,6 +35,7 @@ from unirec_lab.engine.build import build, build_model
 from unirec_lab.engine.checkpoints import read_checkpoint
 from unirec_lab.engine.selection import tested_checkpoint
 from unirec_lab.evaluation.bootstrap import paired_bootstrap
+from unirec_lab.evaluation.metrics import metric_fn
 from unirec_lab.features import SPLITS
 from unirec_lab.results.record import RESULT_FILE, RunRecord
 from unirec_lab.serve.finetune import finetune, score
@@ -66,6 +67,11 @@ class ReplaySettings:
             raise ReplayError(f"--window-seconds {self.window_seconds}: expected a positive number of seconds")
         if self.lr is not None and not self.lr > 0:
             raise ReplayError(f"--lr {self.lr}: expected a positive learning rate")
+        for m in self.metrics:
+            try:
+                metric_fn(m)
+            except ValueError as e:
+                raise ReplayError(f"--metrics: {e}") from None
         if self.epochs < 1 or self.batch_size < 1 or self.bootstrap < 0:
             raise ReplayError(f"--epochs {self.epochs} / --batch-size {self.batch_size} / --bootstrap "
                               f"{self.bootstrap}: expected >= 1 / >= 1 / >= 0")
@@ -134,8 +140,7 @@ def _concat(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]
     return out
 
 
-def retrain(cfg: DictConfig, dm: Any, data: dict[str, torch.Tensor], epochs: int, settings: ReplaySettings,
-            ) -> torch.nn.Module:
+def retrain(cfg: DictConfig, dm: Any, data: dict[str, torch.Tensor], epochs: int) -> torch.nn.Module:
     """A fresh model of the run's config and seed, trained ``epochs`` passes on ``data`` with the training
     objective (no validation: the epoch count is the one the static run selected)."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -173,7 +178,7 @@ def replay(run_dir: Path, settings: ReplaySettings) -> dict[str, Any]:
             logits["updated"][cur] = score(updated, rows)
             if settings.retrain:
                 t0 = time.perf_counter()
-                model = retrain(cfg, dm, _concat(past), retrain_epochs, settings)
+                model = retrain(cfg, dm, _concat(past), retrain_epochs)
                 cost["retrained"][w] = time.perf_counter() - t0
                 logits["retrained"][cur] = score(model, rows)
         if w < n_win - 1:  # reveal window w: the updated arm learns from it
