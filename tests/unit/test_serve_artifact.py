@@ -138,3 +138,16 @@ def test_manifest_lists_every_file(run_dir, tmp_path):
     on_disk = {str(p.relative_to(root / "v0001")) for p in (root / "v0001").rglob("*") if p.is_file()}
     assert set(manifest["files"]) == on_disk - {"manifest.json"}
     assert {"spec.json", "config.json"} <= set(manifest["files"])
+
+
+@pytest.mark.parametrize("overrides", [["model=per_scenario"], ["model=mf"]])
+def test_export_parity_other_models(tmp_path, overrides):
+    run = _train(tmp_path, overrides)
+    export_main([str(run), "--out", str(tmp_path / "art")])
+    art = load_artifact(tmp_path / "art")
+    for scenario in ("education", "news"):
+        rows, model = _test_rows(run, scenario)
+        with torch.no_grad():
+            assert torch.allclose(art.model_for(scenario)[0](rows), model.eval()(rows), atol=1e-6, rtol=0)
+    if overrides == ["model=per_scenario"]:  # one model and one feature space per scenario
+        assert set(art.models) == set(art.spaces) == set(art.scenarios)

@@ -7,7 +7,9 @@ Layout (``ARTIFACT`` = the root a server is pointed at)::
     ARTIFACT/CURRENT                  the live version's name ("v0002"), replaced atomically (temp + rename)
     ARTIFACT/v0001/manifest.json      format, version, {file: {bytes, sha256}} of every file below, written last
                   /spec.json          history_len, spaces (sizes, offsets, slots), models (space, build spec,
-                                      weights file), scenarios (model, sizes), info (source run, parent version)
+                                      weights file), scenarios (model, sizes), info (source run, parent
+                                      version, ``feedback_seq``: the last feedback event ``seq`` this version
+                                      already contains, 0 for an export; a server replays the events after it)
                   /config.json        the run's resolved config (provenance; nothing is rebuilt from it)
                   /spaces/<s>.pt      feature-space tensors (feature matrices, item scenario, train counts)
                   /weights/<m>.pt     one model ``state_dict`` per tested checkpoint (``torch.load(weights_only)``)

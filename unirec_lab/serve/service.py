@@ -208,6 +208,7 @@ class Server:
         self.swap_lock = asyncio.Lock()
         self.started = time.time()
         self.last_reload_error: str | None = None
+        self.refused: str | None = None  # a version that failed to load: the watcher skips it until CURRENT moves
 
     def _load(self) -> ServingState:
         t0 = time.perf_counter()
@@ -219,8 +220,9 @@ class Server:
                  time.perf_counter() - t0)
         return probe
 
-    async def reload(self, force: bool = False) -> tuple[bool, str]:
-        """Swap to the version ``CURRENT`` names if it changed (or ``force``); built in a worker thread."""
+    async def reload(self, force: bool = False, retry_refused: bool = False) -> tuple[bool, str]:
+        """Swap to the version ``CURRENT`` names if it changed (or ``force``); built in a worker thread. A
+        version that failed to load is not retried by the watcher (``retry_refused``: ``/admin/reload`` does)."""
         async with self.swap_lock:
             try:
                 target = current_version(self.root) if (self.root / "CURRENT").exists() else self.serving.version
@@ -229,14 +231,16 @@ class Server:
                 return False, str(e)
             if target == self.serving.version and not force:
                 return False, target
+            if target == self.refused and not retry_refused:
+                return False, self.last_reload_error or target
             try:
                 new = await asyncio.to_thread(self._load)
             except (ArtifactError, ValueError, OSError) as e:
-                self.last_reload_error = str(e).splitlines()[0]
+                self.last_reload_error, self.refused = str(e).splitlines()[0], target
                 log.error("reload refused: %s", self.last_reload_error)
                 return False, self.last_reload_error
             self.serving = new  # one reference assignment: requests that hold the old state finish on it
-            self.last_reload_error = None
+            self.last_reload_error = self.refused = None
             return True, new.version
 
     async def watch(self) -> None:
@@ -351,7 +355,7 @@ def create_app(server: Server) -> Any:
         host = request.client.host if request.client else ""
         if host not in LOOPBACK:
             return _error(403, f"/admin/reload is accepted from loopback clients only (got {host})")
-        swapped, detail = await server.reload()
+        swapped, detail = await server.reload(retry_refused=True)
         if not swapped and detail != server.serving.version:
             return _error(409, f"reload refused: {detail}")
         return {"swapped": swapped, "version": server.serving.version}
