@@ -134,3 +134,19 @@ def test_the_server_state_serves_the_published_version_to_new_users(artifact_tem
     seen = set(state.artifact.scenarios["social"].item_ids[state.seen("social", 30)])
     unseen, _, _ = state.recommend("social", "30", k=5)
     assert not seen & set(unseen)
+
+
+def test_per_scenario_artifact_updates_only_the_model_with_feedback(tmp_path, capsys):
+    """A per-scenario export holds one model (and space) per scenario; feedback for one scenario changes only its
+    model, and the version serves every scenario."""
+    from unirec_lab.serve.state import ServingState
+
+    root = fresh(exported(tmp_path / "ps", ["model=per_scenario"]), tmp_path, feedback())
+    assert main([str(root), "--since", "v0001", *FLAGS]) == 0
+    old, new = load_artifact(root / "v0001"), load_artifact(root)
+    assert len(new.models) == 4
+    for name, entry in new.models.items():
+        same = all(torch.equal(v, old.models[name].state[k]) for k, v in entry.state.items())
+        assert same == (name != new.scenarios["social"].model), name
+    state = ServingState.load(root)
+    assert state.recommend("social", "new-user-1", 3)[2] is None and state.recommend("news", "3", 3)[2] is None
