@@ -52,6 +52,10 @@ class FeatureSpace:
     item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
     item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
     user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
+    # set once a model has grown past its bundles (serve/finetune.py appends new ids at the end of the global
+    # ranges): per scenario, the global id of every local id; scenarios absent here use their offset
+    user_global: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    item_global: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def num_scenarios(self) -> int:
@@ -64,7 +68,11 @@ class FeatureSpace:
                 "item_slots": [s.__dict__ for s in self.item_slots]}
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
+        if scenario in self.item_global:
+            return self.item_global[scenario][np.asarray(local, dtype=np.int64)]
         return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1
 
     def global_users(self, scenario: str, local: np.ndarray) -> np.ndarray:
+        if scenario in self.user_global:
+            return self.user_global[scenario][np.asarray(local, dtype=np.int64)]
         return np.asarray(local, dtype=np.int64) + self.user_offset[scenario] + 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 
@@ -31,8 +32,14 @@ log = logging.getLogger(__name__)
 def scenario_tensors(bundle: Bundle, space: FeatureSpace, s_idx: int, history_len: int,
                      group_offset: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     """Arrays per split for one scenario, in global id space. Returns them and the scenario's group count."""
+    return interaction_tensors(bundle.interactions, space, s_idx, history_len, group_offset)
+
+
+def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, history_len: int,
+                        group_offset: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+    """:func:`scenario_tensors` of an interactions frame of the bundle's shape (also new feedback events: the
+    updater turns them into batches here, so there is one feature pipeline)."""
     name = space.scenarios[s_idx]
-    df = bundle.interactions
     level = df["split"].map(SPLIT_LEVEL).to_numpy()
     if "history" in df.columns:
         hist = pad_histories(df["history"], history_len)

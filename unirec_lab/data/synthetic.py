@@ -72,11 +72,15 @@ class SyntheticScenario:
                  popularity_exponent: float = 1.0, popularity_effect: float = 0.3,
                  num_categories: int = 20, text_tokens: int = 0, group_by: str = "user",
                  impression_size: int = 10, val_frac: float = 0.1, test_frac: float = 0.1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shift_at: float | None = None) -> None:
+        """``shift_at``: a planted preference shift: from that fraction of time on, every user's taste is
+        flipped (``-u``), so a model trained on the past is wrong after it (the replay / update tests)."""
         if group_by not in ("user", "impression"):
             raise ValueError(f"scenario {name!r}: group_by={group_by!r}, expected 'user' or 'impression'")
         if not 0.0 < label_rate < 1.0:
             raise ValueError(f"scenario {name!r}: label_rate={label_rate}, expected a value in (0, 1)")
+        if shift_at is not None and not 0.0 < shift_at < 1.0:
+            raise ValueError(f"scenario {name!r}: shift_at={shift_at}, expected null or a value in (0, 1)")
         if num_users < 10 or num_items < 10:
             raise ValueError(f"scenario {name!r}: needs at least 10 users and 10 items")
         self.name = name
@@ -87,6 +91,8 @@ class SyntheticScenario:
                            popularity_effect=popularity_effect, num_categories=num_categories,
                            text_tokens=text_tokens, group_by=group_by, impression_size=impression_size,
                            val_frac=val_frac, test_frac=test_frac, seed=seed)
+        if shift_at is not None:  # only then: the fingerprints (caches) of unshifted scenarios stay as they were
+            self.params["shift_at"] = float(shift_at)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "synthetic", "version": GENERATOR_VERSION, "name": self.name,
@@ -129,6 +135,8 @@ class SyntheticScenario:
         if p["group_by"] == "impression":  # an impression does not show the same item twice
             item = self._dedupe_within_groups(item, group, popularity, rng)
         logit = p["signal"] * np.einsum("nd,nd->n", user_vec[user], item_vec[item])
+        if "shift_at" in p:
+            logit = np.where(ts_f >= p["shift_at"], -logit, logit)
         logit += p["popularity_effect"] * np.log(popularity[item] * ni)
         logit += _calibrate_bias(logit, p["label_rate"])
         label = (rng.uniform(size=len(logit)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)

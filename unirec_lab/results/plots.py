@@ -57,3 +57,32 @@ def plot_png(agg: Aggregate, metric: str, title: str | None = None, dpi: int = 1
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
+
+
+def series_png(x_labels: list[str], series: dict[str, list[tuple[float, float, float]]], ylabel: str,
+               title: str, dpi: int = 120) -> bytes:
+    """One panel of lines: per series (e.g. static / updated / retrained), ``(value, ci_low, ci_high)`` at each
+    x label (e.g. a replay window), drawn as points with CI error bars joined by a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5.0, 0.9 * len(x_labels) + 3.0), 3.4), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    n = max(len(series), 1)
+    for j, (name, pts) in enumerate(series.items()):
+        off = (j - (n - 1) / 2) * 0.08
+        xs = [i + off for i in range(len(pts))]
+        ys = [p[0] for p in pts]
+        err = [[max(p[0] - p[1], 0.0) if math.isfinite(p[1]) else 0.0 for p in pts],
+               [max(p[2] - p[0], 0.0) if math.isfinite(p[2]) else 0.0 for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=name)
+    ax.set_xticks(range(len(x_labels)), x_labels)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()

@@ -60,10 +60,17 @@ class CiaoScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, positive_threshold: float = 4.0, val_frac: float = 0.1,
-                 test_frac: float = 0.1, min_user_ratings: int = 3, dedupe: bool = True, max_trust: int = 20) -> None:
-        super().__init__(name, raw_dir, dict(positive_threshold=positive_threshold, val_frac=val_frac,
-                                             test_frac=test_frac, min_user_ratings=min_user_ratings,
-                                             dedupe=dedupe, max_trust=max_trust))
+                 test_frac: float = 0.1, min_user_ratings: int = 3, dedupe: bool = True, max_trust: int = 20,
+                 split: str = "user_chrono") -> None:
+        """``split``: ``user_chrono`` (per user, the latest fractions; the benchmark protocol) or ``temporal``
+        (the latest fractions of all ratings: a past / future cut, for the time replay)."""
+        if split not in ("user_chrono", "temporal"):
+            raise ValueError(f"scenario {name!r}: split={split!r}, expected 'user_chrono' or 'temporal'")
+        params = dict(positive_threshold=positive_threshold, val_frac=val_frac, test_frac=test_frac,
+                      min_user_ratings=min_user_ratings, dedupe=dedupe, max_trust=max_trust)
+        if split != "user_chrono":  # only then: the default's fingerprint (its cached bundle) stays as it was
+            params["split"] = split
+        super().__init__(name, raw_dir, params)
 
     def raw_files(self) -> list[str]:
         return ["rating_with_timestamp.mat", "trustnetwork.mat", "catalog_ciao.txt"]
@@ -114,7 +121,8 @@ class CiaoScenario(RawScenarioSource):
             [FieldSpec("trust", "multi", nu + 1, "private", max_len=max(1, longest))],
             [FieldSpec("category", "categorical", n_cat + 1, "private")],
             label=f"rating >= {p['positive_threshold']:g}",
-            protocol=f"label rating>={p['positive_threshold']:g}; per-user chronological split "
+            protocol=f"label rating>={p['positive_threshold']:g}; "
+                     f"{'global temporal' if p.get('split') == 'temporal' else 'per-user chronological'} split "
                      f"{1 - p['val_frac'] - p['test_frac']:.0%}/{p['val_frac']:.0%}/{p['test_frac']:.0%} "
                      f"(users with <{p['min_user_ratings']} ratings: train only); GAUC grouped by user",
             group_by="user", dataset="ciao", trust_edges_used=int(known.sum()),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from unirec_lab.data.scenarios.ids import dense_ids
-from unirec_lab.data.scenarios.splits import per_user_chrono_split, split_names
+from unirec_lab.data.scenarios.splits import per_user_chrono_split, split_names, temporal_split
 from unirec_lab.data.schema import FeatureSpec, FieldSpec
 
 
@@ -44,12 +44,16 @@ def interactions_frame(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts
 def rated_interactions(user_raw: np.ndarray, item_raw: np.ndarray, ts: np.ndarray, rating: np.ndarray,
                        p: dict) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """An explicit-rating data set as ``(user_ids, item_ids, interactions)``: dense ids (sorted raw ids), a
-    per-user chronological split (``val_frac``, ``test_frac``, ``min_user_ratings`` of ``p``) and
+    per-user chronological split (``val_frac``, ``test_frac``, ``min_user_ratings`` of ``p``; or a global
+    temporal one when ``p["split"] == "temporal"``) and
     label = rating >= ``positive_threshold``, grouped by user."""
     user, user_ids = dense_ids(user_raw)
     item, item_ids = dense_ids(item_raw)
     ts = np.asarray(ts)
-    level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
+    if p.get("split", "user_chrono") == "temporal":  # the latest fractions of all rows (time replay)
+        level = temporal_split(ts, p["val_frac"], p["test_frac"])
+    else:
+        level = per_user_chrono_split(user, ts, p["val_frac"], p["test_frac"], p["min_user_ratings"])
     rating = np.asarray(rating)
     label = (rating >= p["positive_threshold"]).astype(np.float32)
     return user_ids, item_ids, interactions_frame(user, item, label, ts, level, user, rating=rating)
