@@ -52,6 +52,10 @@ class FeatureSpace:
     item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
     item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
     user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
+    # frozen pretrained text vectors (field kind ``text_embedding``): one float matrix, a slot per projection
+    # (``shared/text``: one projection for every scenario that has text); empty when no scenario has them
+    dense_slots: list[Slot] = field(default_factory=list)
+    item_dense: torch.Tensor | None = field(default=None, repr=False)  # [num_items, sum of dense widths]
 
     @property
     def num_scenarios(self) -> int:
@@ -61,7 +65,8 @@ class FeatureSpace:
         """Sizes only: what a checkpoint must agree with to be loadable."""
         return {"scenarios": self.scenarios, "num_users": self.num_users, "num_items": self.num_items,
                 "tables": self.tables, "user_slots": [s.__dict__ for s in self.user_slots],
-                "item_slots": [s.__dict__ for s in self.item_slots]}
+                "item_slots": [s.__dict__ for s in self.item_slots],
+                **({"dense_slots": [s.__dict__ for s in self.dense_slots]} if self.dense_slots else {})}
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1

@@ -1,0 +1,54 @@
+"""The ``text_embedding`` item field: one frozen-encoder vector per item, computed once at prepare time.
+
+A loader joins the configured text columns of each item (``" . "`` between non-empty parts), encodes them in
+batches with :func:`unirec_lab.data.text_encoder.encode_texts` and stores the vectors in ``items.parquet`` as
+a ``list<float16>`` column (an empty list = no text: the item gets no text vector). The field's namespace
+(``shared:text`` by default) names the one projection every scenario with text shares; ``max_len`` is the
+vector width. :func:`text_fingerprint` is what the loader adds to its bundle fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from unirec_lab.data.schema import FieldSpec
+from unirec_lab.data.text_encoder import EncoderSpec, TextEncoderError, encode_texts
+
+TEXT_NAMESPACE = "shared:text"
+
+
+def join_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.Series:
+    """One string per row: the non-empty values of ``columns`` joined by ``" . "``."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing or not columns:
+        raise TextEncoderError(f"{where}: text_columns {list(columns)} must be non-empty and name columns of "
+                               f"{sorted(df.columns)} (missing: {missing})")
+    parts = [df[c].fillna("").astype(str).str.strip() for c in columns]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.where(p == "", out + np.where(out == "", "", " . ") + p)
+    return out.str.strip()
+
+
+def text_fingerprint(encoder: EncoderSpec, columns: Sequence[str]) -> dict[str, Any]:
+    """What a bundle's text vectors depend on: the encoder (name, verified weights hash) and the columns."""
+    return {**encoder.fingerprint(), "text_columns": list(columns)}
+
+
+def text_embedding_field(texts: pd.Series, encoder: EncoderSpec, name: str = "text_vec",
+                         namespace: str = TEXT_NAMESPACE, progress: bool = True
+                         ) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
+    """(``list<float16>`` column, its :class:`FieldSpec`, a summary) for the given item texts."""
+    vecs, info = encode_texts(texts.fillna("").astype(str).tolist(), encoder, progress=progress)
+    has = np.abs(vecs).sum(1) > 0
+    dim = vecs.shape[1]
+    offsets = np.r_[0, np.cumsum(has * dim)].astype(np.int32)
+    arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(vecs[has].astype(np.float16).reshape(-1)))
+    col = pd.Series(arr.to_pandas(), dtype=object)
+    info = {**info, "items_with_text": int(has.sum())}
+    return col, FieldSpec(name, "text_embedding", 0, namespace, max_len=int(vecs.shape[1])), info
