@@ -17,7 +17,7 @@ from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.prepare import fingerprint_key, prepare_bundle
 from unirec_lab.data.scenarios.nemig import NemigScenario
 from unirec_lab.data.scenarios.raw import RawDataError
-from unirec_lab.data.scenarios.text_embedding import join_columns
+from unirec_lab.data.scenarios.text_embedding import cached_encode, join_columns
 from unirec_lab.data.schema import BundleError, read_bundle
 from unirec_lab.data.text_encoder import MINILM_SHA256, EncoderSpec, TextEncoderError, encode_texts
 from unirec_lab.models.embedding import FeatureEmbedding
@@ -76,6 +76,16 @@ def test_encoder_offline_and_equal_to_a_direct_call():
         [texts[0], texts[2]], normalize_embeddings=True)
     np.testing.assert_allclose(vecs[[0, 2]], direct, atol=1e-5)
     assert spec.weights_sha256() == MINILM_SHA256
+
+
+def test_encoder_output_cache(tmp_path: Path):
+    texts = ["Border crossings rose in May", "Asylum policy debate"]
+    first, info1 = cached_encode(texts, EncoderSpec(), tmp_path, progress=False)
+    again, info2 = cached_encode(texts, EncoderSpec(), tmp_path, progress=False)
+    assert "cached" not in info1 and info2["cached"].startswith(str(tmp_path))
+    np.testing.assert_array_equal(first, again)
+    other, info3 = cached_encode(texts[:1], EncoderSpec(), tmp_path, progress=False)  # other texts: own entry
+    assert "cached" not in info3 and other.shape == (1, 384) and len(list(tmp_path.glob("*.npy"))) == 2
 
 
 def test_join_columns_and_bad_column():

@@ -105,7 +105,7 @@ class NemigScenario(RawScenarioSource):
                  text_columns: list[str] | tuple[str, ...] = ("title", "abstract"),
                  encoder: dict[str, Any] | None = None, max_title_len: int = 30, max_abstract_len: int = 50,
                  max_entities: int = 10, text_buckets: int = DEFAULT_TEXT_BUCKETS,
-                 entity_buckets: int = 1 << 16) -> None:
+                 entity_buckets: int = 1 << 16, embedding_cache: str | None = None) -> None:
         if language not in LANGUAGES:
             raise ValueError(f"scenario {name!r}: language={language!r}, expected one of {LANGUAGES}")
         if not (0 < val_frac and 0 < test_frac and val_frac + test_frac < 1 and 0 <= cold_item_frac < 1):
@@ -121,6 +121,7 @@ class NemigScenario(RawScenarioSource):
                              "of ['title', 'abstract', 'category']")
         self.dataset = f"news/nemig_{language}"
         self.encoder = EncoderSpec.from_config(encoder)
+        self.embedding_cache = embedding_cache  # where encoder outputs are memoised; not a bundle parameter
         super().__init__(name, raw_dir, dict(
             language=language, max_history=max_history, val_frac=val_frac, test_frac=test_frac,
             cold_item_frac=cold_item_frac, seed=seed, item_fields=list(item_fields), text_columns=list(text_columns),
@@ -239,7 +240,8 @@ class NemigScenario(RawScenarioSource):
         text_info: dict[str, Any] = {}
         if "text_vec" in want:
             texts = join_columns(meta, p["text_columns"], f"scenario {self.name!r}")
-            items["text_vec"], f, text_info = text_embedding_field(texts, self.encoder)
+            items["text_vec"], f, text_info = text_embedding_field(texts, self.encoder,
+                                                                   cache_dir=self.embedding_cache)
             text_info = {**text_info, **text_fingerprint(self.encoder, p["text_columns"])}
             fields.append(f)
         return items, fields, text_info

@@ -9,7 +9,12 @@ vector width. :func:`text_fingerprint` is what the loader adds to its bundle fin
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,11 +45,36 @@ def text_fingerprint(encoder: EncoderSpec, columns: Sequence[str]) -> dict[str, 
     return {**encoder.fingerprint(), "text_columns": list(columns)}
 
 
+def cached_encode(texts: list[str], encoder: EncoderSpec, cache_dir: str | Path | None, progress: bool = True
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`encode_texts`, memoised on disk under ``cache_dir`` (``None``: no cache) by the encoder's
+    fingerprint (verified weights hash) and the exact strings, so bundles that differ in other fields (the
+    cold-start variants) encode the same articles once. The cache holds the float32 output unchanged."""
+    if cache_dir is None:
+        return encode_texts(texts, encoder, progress=progress)
+    h = hashlib.sha256(json.dumps(encoder.fingerprint(), sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\0")
+    path = Path(cache_dir) / f"{encoder.name}-{h.hexdigest()[:24]}.npy"
+    if path.is_file():
+        vecs = np.load(path)
+        if vecs.shape[0] == len(texts):
+            return vecs, {"encoder": encoder.name, "dim": int(vecs.shape[1]), "texts": int((np.abs(vecs).sum(1) > 0).sum()),
+                          "cached": str(path)}
+    vecs, info = encode_texts(texts, encoder, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
+    with os.fdopen(fd, "wb") as fh:
+        np.save(fh, vecs)
+    os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+    return vecs, info
+
+
 def text_embedding_field(texts: pd.Series, encoder: EncoderSpec, name: str = "text_vec",
-                         namespace: str = TEXT_NAMESPACE, progress: bool = True
-                         ) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
+                         namespace: str = TEXT_NAMESPACE, progress: bool = True,
+                         cache_dir: str | Path | None = None) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
     """(``list<float16>`` column, its :class:`FieldSpec`, a summary) for the given item texts."""
-    vecs, info = encode_texts(texts.fillna("").astype(str).tolist(), encoder, progress=progress)
+    vecs, info = cached_encode(texts.fillna("").astype(str).tolist(), encoder, cache_dir, progress=progress)
     has = np.abs(vecs).sum(1) > 0
     dim = vecs.shape[1]
     offsets = np.r_[0, np.cumsum(has * dim)].astype(np.int32)
