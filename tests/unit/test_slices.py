@@ -59,7 +59,7 @@ def test_slice_metrics_equal_sklearn_on_the_slice_rows():
 
 
 def test_unseen_item_slice_is_items_without_any_training_row(tiny_dm):
-    tr, te, space = tiny_dm.splits["train"], tiny_dm.splits["test"], tiny_dm.space
+    te, space = tiny_dm.splits["test"], tiny_dm.space
     count = space.item_train_count.clone()
     gone = te["item"][:5]
     count[gone] = 0  # as if these test items had no training row
