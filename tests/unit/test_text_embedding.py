@@ -167,3 +167,28 @@ def test_text_embedding_bundle_contract():
     bad = pd.DataFrame({"text_vec": [np.ones(2, np.float16), np.zeros(0, np.float16)]})
     with pytest.raises(BundleError, match="vector of length 2, expected 3"):
         _check_field(bad, f, "items.parquet")
+
+
+def test_mind_titles_and_skill_names_join_the_shared_text_tower(raw: Path, tmp_path: Path):
+    from tests.unit.test_scenarios_loaders import assist_files, mind_files
+    from unirec_lab.data.scenarios.assist2009 import Assist2009Scenario
+    from unirec_lab.data.scenarios.mind import MindScenario
+    write_dataset(tmp_path, "news/mind_small_subset", mind_files())
+    write_dataset(tmp_path, "education/assist2009_pid", assist_files())
+    plain, with_vec = MindScenario("news", tmp_path), MindScenario("news", tmp_path, text_encoder={})
+    assert "text_embedding" not in plain.fingerprint() and fingerprint_key(plain.fingerprint()) != fingerprint_key(
+        with_vec.fingerprint())  # the default bundle is unchanged; the encoder keys the other one
+    mind = read_bundle(prepare_bundle(with_vec, tmp_path / "c"))
+    lens = mind.items["title_vec"].map(len).to_numpy()
+    has_title = mind.items["title"].map(len).to_numpy() > 0
+    assert ((lens == 384) == has_title).all() and has_title.any()  # a vector exactly where a title exists
+    kt = read_bundle(prepare_bundle(Assist2009Scenario("education", tmp_path, text_encoder={}), tmp_path / "c"))
+    assert (kt.items["skill_vec"].map(len) == 384).any()
+    nemig = read_bundle(prepare_bundle(source(raw), tmp_path / "c"))
+    space = build_feature_space({"news_nemig": nemig, "news": mind, "education": kt})
+    assert [s.table for s in space.dense_slots] == ["shared/text"]  # one tower for all three scenarios
+    emb = FeatureEmbedding(space, 8)
+    assert list(emb.text_proj) == ["shared__text"]
+    with pytest.raises(ValueError, match="no skill names to encode"):
+        from unirec_lab.data.scenarios.assist2015 import Assist2015Scenario
+        Assist2015Scenario("education", tmp_path, text_encoder={})

@@ -40,6 +40,11 @@ def join_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.Ser
     return out.str.strip()
 
 
+def optional_encoder(cfg: Any) -> EncoderSpec | None:
+    """A loader's ``text_encoder`` parameter: ``None`` = no ``text_embedding`` field, else the encoder."""
+    return None if cfg is None else EncoderSpec.from_config(cfg)
+
+
 def text_fingerprint(encoder: EncoderSpec, columns: Sequence[str]) -> dict[str, Any]:
     """What a bundle's text vectors depend on: the encoder (name, verified weights hash) and the columns."""
     return {**encoder.fingerprint(), "text_columns": list(columns)}
