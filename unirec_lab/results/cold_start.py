@@ -1,7 +1,8 @@
 """The cold-start table of ``experiments/text_cold_start``: per scenario, each item representation (the runs'
 experiment name ``<prefix><representation>``) and model, test metrics on all items and on items never seen in
 training (the ``unseen_item`` slice), mean ± std over seeds, with paired p-values (``results.stats.paired``):
-each representation vs ID-only on never-seen items (same model), and unified vs per-scenario on all items.
+each representation vs ID-only on never-seen items (same model; a model without an ID-only run, NRMS, vs
+ID-only per-scenario), and unified vs per-scenario on all items.
 
 ``python -m unirec_lab.results.cold_start RUN_DIRS... --out DIR`` writes ``table.md`` (rendered by the one
 table renderer, ``results/tables.py``) and ``table.csv`` (long form: what ``scripts/check_expected.py`` reads).
@@ -82,12 +83,14 @@ def build_rows(values: pd.DataFrame, reps: Sequence[str]) -> tuple[list[str], li
         for rep in reps:
             for model in sorted(values.loc[values["rep"] == rep, "model"].unique()):
                 n_rows = get(scen, rep, model, "unseen", "rows")
+                # a model with no ID-only run of its own (NRMS, per scenario) is compared with ID-only per scenario
+                base = model if len(get(scen, BASELINE_REP, model, "unseen", "auc")) else REFERENCE_MODEL
                 rows.append([
                     scen, rep, model, *(_cell(get(scen, rep, model, "all", m)) for m in METRICS),
                     *(_cell(get(scen, rep, model, "unseen", m)) for m in METRICS),
                     str(int(n_rows.iloc[0])) if len(n_rows) else "–",
                     "" if rep == BASELINE_REP else _p(get(scen, rep, model, "unseen", "auc"),
-                                                      get(scen, BASELINE_REP, model, "unseen", "auc")),
+                                                      get(scen, BASELINE_REP, base, "unseen", "auc")),
                     "" if model == REFERENCE_MODEL else _p(get(scen, rep, model, "all", "auc"),
                                                            get(scen, rep, REFERENCE_MODEL, "all", "auc"))])
     return header, rows
