@@ -192,3 +192,22 @@ def test_mind_titles_and_skill_names_join_the_shared_text_tower(raw: Path, tmp_p
     with pytest.raises(ValueError, match="no skill names to encode"):
         from unirec_lab.data.scenarios.assist2015 import Assist2015Scenario
         Assist2015Scenario("education", tmp_path, text_encoder={})
+
+
+def test_ciao_category_names_share_the_text_tower(tmp_path: Path):
+    from tests.unit.test_scenarios_loaders import ciao_files
+    from unirec_lab.data.scenarios.ciao import CiaoScenario
+    rows = [[u, 100 + k, 1 + k % 2, 5 if k % 3 else 2, 1, 1000 + 10 * k + u] for u in (10, 20, 30) for k in range(10)]
+    trust = np.array([[10, 20], [20, 10]])
+    write_dataset(tmp_path, "social/ciao", ciao_files(np.array(rows, dtype=np.int32), trust.astype(np.uint16)))
+    src = CiaoScenario("social", tmp_path, text_encoder={})
+    b = src.build()
+    vec = np.stack(b.items["category_vec"].to_numpy()).astype(np.float32)
+    direct, _ = encode_texts(["DVDs", "Books"], EncoderSpec(), progress=False)
+    cat = b.items["category"].to_numpy()
+    np.testing.assert_allclose(vec, direct[cat - 1], atol=2e-3)  # each item: its category name's vector
+    assert fingerprint_key(src.fingerprint()) != fingerprint_key(CiaoScenario("social", tmp_path).fingerprint())
+    (tmp_path / "social/ciao/catalog_ciao.txt").write_bytes(b"DVDs\n")
+    with pytest.raises(RawDataError, match=r"catalog_ciao\.txt: expected '<category id> <name>' per line"):
+        CiaoScenario("social", tmp_path, text_encoder={})._category_vectors(
+            tmp_path / "social/ciao/catalog_ciao.txt", cat)

@@ -77,9 +77,17 @@ def cached_encode(texts: list[str], encoder: EncoderSpec, cache_dir: str | Path 
 
 def text_embedding_field(texts: pd.Series, encoder: EncoderSpec, name: str = "text_vec",
                          namespace: str = TEXT_NAMESPACE, progress: bool = True,
-                         cache_dir: str | Path | None = None) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
-    """(``list<float16>`` column, its :class:`FieldSpec`, a summary) for the given item texts."""
-    vecs, info = cached_encode(texts.fillna("").astype(str).tolist(), encoder, cache_dir, progress=progress)
+                         cache_dir: str | Path | None = None, dedupe: bool = False
+                         ) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
+    """(``list<float16>`` column, its :class:`FieldSpec`, a summary) for the given item texts. ``dedupe``:
+    encode each distinct text once (items that share a text, e.g. a category name, share its vector)."""
+    strings = texts.fillna("").astype(str).to_numpy(dtype=object)
+    if dedupe:
+        uniq, inv = np.unique(strings.astype(str), return_inverse=True)
+        vecs, info = cached_encode(uniq.tolist(), encoder, cache_dir, progress=progress)
+        vecs = vecs[inv.reshape(-1)]
+    else:
+        vecs, info = cached_encode(strings.tolist(), encoder, cache_dir, progress=progress)
     has = np.abs(vecs).sum(1) > 0
     dim = vecs.shape[1]
     offsets = np.r_[0, np.cumsum(has * dim)].astype(np.int32)
