@@ -231,6 +231,6 @@ class KnowledgeTracingScenario(RawScenarioSource):
             extra["skill_text"] = {**info, "named_skills": int(len(idx_to_name))}
             if self.encoder is not None:  # skill names through the frozen encoder, into the shared text tower
                 items["skill_vec"], f, extra["text_embedding"] = text_embedding_field(
-                    text, self.encoder, "skill_vec", cache_dir=self.embedding_cache)
+                    text, self.encoder, "skill_vec", cache_dir=self.embedding_cache, dedupe=True)
                 fields.append(f)
         return fields
