@@ -56,6 +56,10 @@ class FeatureSpace:
     # ranges): per scenario, the global id of every local id; scenarios absent here use their offset
     user_global: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     item_global: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # frozen pretrained text vectors (field kind ``text_embedding``): one float matrix, a slot per projection
+    # (``shared/text``: one projection for every scenario that has text); empty when no scenario has them
+    text_slots: list[Slot] = field(default_factory=list)
+    item_text: torch.Tensor | None = field(default=None, repr=False)  # [num_items, sum of dense widths]
 
     @property
     def num_scenarios(self) -> int:
@@ -65,7 +69,8 @@ class FeatureSpace:
         """Sizes only: what a checkpoint must agree with to be loadable."""
         return {"scenarios": self.scenarios, "num_users": self.num_users, "num_items": self.num_items,
                 "tables": self.tables, "user_slots": [s.__dict__ for s in self.user_slots],
-                "item_slots": [s.__dict__ for s in self.item_slots]}
+                "item_slots": [s.__dict__ for s in self.item_slots],
+                **({"text_slots": [s.__dict__ for s in self.text_slots]} if self.text_slots else {})}
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         if scenario in self.item_global:

@@ -56,3 +56,22 @@ def test_slice_metrics_equal_sklearn_on_the_slice_rows():
     every = {"cold_user": np.ones(n, dtype=bool)}
     assert slice_metrics(data, every, ["a", "b"], ev.metrics)["a"]["cold_user"]["gauc"] == \
         pytest.approx(whole["a"]["gauc"], abs=1e-12)
+
+
+def test_unseen_item_slice_is_items_without_any_training_row(tiny_dm):
+    te, space = tiny_dm.splits["test"], tiny_dm.space
+    count = space.item_train_count.clone()
+    gone = te["item"][:5]
+    count[gone] = 0  # as if these test items had no training row
+    masks = slice_masks(te, space.user_train_pos, space.item_train_pos, item_train_count=count)
+    want = np.isin(te["item"].numpy(), np.flatnonzero(count.numpy() == 0))
+    assert np.array_equal(masks["unseen_item"], want) and want[:5].all()
+    assert "unseen_item" not in slice_masks(te, space.user_train_pos, space.item_train_pos)
+    # reported with every metric: its ranking metrics rank the never-seen candidates of each group
+    rng = np.random.default_rng(1)
+    n = len(want)
+    data = {"row": np.arange(n), "scenario": np.zeros(n, dtype=np.int64), "label": (rng.random(n) < 0.4).astype(
+        np.float32), "group": rng.integers(0, 3, n), "logit": rng.normal(size=n).astype(np.float32)}
+    out = slice_metrics(data, masks, ["a"], {m: metric_fn(m) for m in ("auc", "gauc", "ndcg@10")})
+    assert set(out["a"]["unseen_item"]) == {"auc", "gauc", "ndcg@10", "rows", "positives"}
+    assert out["a"]["unseen_item"]["rows"] == want.sum()

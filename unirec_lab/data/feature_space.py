@@ -19,6 +19,8 @@ def _slots(specs: dict[str, FeatureSpec], entity: str) -> tuple[list[Slot], dict
     vocab: dict[str, int] = {}
     for name, spec in specs.items():
         for f in (spec.user_fields if entity == "user" else spec.item_fields):
+            if f.kind == "text_embedding":  # a dense slot (see _text_slots), not an embedding table
+                continue
             key = f.table_key(name, entity)
             kind = "categorical" if f.kind == "categorical" else "bag"
             if key in kinds and kinds[key] != kind:
@@ -31,6 +33,35 @@ def _slots(specs: dict[str, FeatureSpec], entity: str) -> tuple[list[Slot], dict
         slots.append(Slot(key, kinds[key], start, widths[key]))
         start += widths[key]
     return slots, vocab
+
+
+def _text_slots(specs: dict[str, FeatureSpec]) -> list[Slot]:
+    """One float slot per text-embedding namespace; every scenario in it must use the same vector width."""
+    widths: dict[str, int] = {}
+    for name, spec in specs.items():
+        for f in spec.user_fields:
+            if f.kind == "text_embedding":
+                raise BundleError(f"{name}.{f.name}: text_embedding is an item field kind; found on users")
+        for f in spec.item_fields:
+            if f.kind != "text_embedding":
+                continue
+            key = f.table_key(name, "item")
+            if widths.setdefault(key, f.max_len) != f.max_len:
+                raise BundleError(f"{name}.{f.name}: text vectors of width {f.max_len} in {key!r}, which other "
+                                  f"scenarios fill with width {widths[key]} (one encoder per namespace)")
+    slots, start = [], 0
+    for key, width in widths.items():
+        slots.append(Slot(key, "dense", start, width))
+        start += width
+    return slots
+
+
+def _fill_text(mat: np.ndarray, rows: np.ndarray, slot: Slot, column: Any) -> None:
+    arr = pa.array(column)
+    lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    has = lens > 0
+    mat[rows[has], slot.start:slot.start + slot.width] = flat.reshape(-1, slot.width)
 
 
 def _fill(mat: np.ndarray, rows: np.ndarray, slot: Slot, f: FieldSpec, column: Any) -> None:
@@ -61,6 +92,8 @@ def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
     user_mat = np.zeros((nu + 1, u_cols), dtype=np.int64)
     item_mat = np.zeros((ni + 1, i_cols), dtype=np.int64)
     item_scenario = np.full(ni + 1, -1, dtype=np.int64)
+    text_slots = _text_slots(specs)
+    text_mat = np.zeros((ni + 1, sum(s.width for s in text_slots)), dtype=np.float32)
     for s_idx, (name, b) in enumerate(bundles.items()):
         item_scenario[item_offset[name] + 1: item_offset[name] + 1 + b.spec.num_items] = s_idx
         for entity, df, fields, mat, slots, offset in (
@@ -70,9 +103,14 @@ def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
             by_key = {s.table: s for s in slots}
             rows = df[entity].to_numpy(dtype=np.int64) + offset + 1
             for f in fields:
+                if f.kind == "text_embedding":
+                    text_by_key = {s.table: s for s in text_slots}
+                    _fill_text(text_mat, rows, text_by_key[f.table_key(name, entity)], df[f.name])
+                    continue
                 _fill(mat, rows, by_key[f.table_key(name, entity)], f, df[f.name])
     return FeatureSpace(
         scenarios=list(bundles), num_users=nu + 1, num_items=ni + 1, user_offset=user_offset,
         item_offset=item_offset, tables={k: max(user_vocab.get(k, 0), item_vocab.get(k, 0)) for k in {**user_vocab, **item_vocab}}, user_slots=user_slots,
         item_slots=item_slots, user_features=torch.from_numpy(user_mat),
-        item_features=torch.from_numpy(item_mat), item_scenario=torch.from_numpy(item_scenario))
+        item_features=torch.from_numpy(item_mat), item_scenario=torch.from_numpy(item_scenario),
+        text_slots=text_slots, item_text=torch.from_numpy(text_mat) if text_slots else None)

@@ -33,7 +33,7 @@ from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
 
-FIELD_KINDS = ("categorical", "multi", "text")
+FIELD_KINDS = ("categorical", "multi", "text", "text_embedding")
 BUNDLE_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "feature_spec.json", "stats.json")
 SPEC_VERSION = 1
 
@@ -112,6 +112,9 @@ def _check_field(df: pd.DataFrame, f: FieldSpec, where: str) -> None:
     if f.name not in df.columns:
         raise BundleError(f"{where}: feature_spec names field {f.name!r} but the column is missing")
     col = df[f.name]
+    if f.kind == "text_embedding":
+        _check_text_embedding(col, f, where)
+        return
     if f.kind == "categorical":
         vals = col.to_numpy()
         if not np.issubdtype(vals.dtype, np.integer):
@@ -128,6 +131,19 @@ def _check_field(df: pd.DataFrame, f: FieldSpec, where: str) -> None:
         raise BundleError(
             f"{where}: field {f.name!r} has values in [{vals.min()}, {vals.max()}], expected [0, {f.vocab_size})"
         )
+
+
+def _check_text_embedding(col: pd.Series, f: FieldSpec, where: str) -> None:
+    """A frozen-encoder vector per row: ``list<float>`` of exactly ``max_len`` values, or empty (no text)."""
+    arr = pa.array(col)
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)) or not pa.types.is_floating(
+            arr.type.value_type):
+        raise BundleError(f"{where}: text_embedding field {f.name!r} has type {arr.type}, expected list<float>")
+    lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    bad = (lens != 0) & (lens != f.max_len)
+    if bad.any():
+        raise BundleError(f"{where}: text_embedding field {f.name!r} has a vector of length {lens[bad][0]}, "
+                          f"expected {f.max_len} (or empty)")
 
 
 def validate_bundle(spec: FeatureSpec, inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,

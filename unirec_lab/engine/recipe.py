@@ -143,7 +143,8 @@ class RunRecipe:
         module = build_module(cfg, model, dm, best_so_far=(plan.metric, plan.mode) if plan.per_scenario else None)
         if cfg.get("slices") is not None:
             module.test_slice_masks = slice_masks(dm.splits["test"], dm.space.user_train_pos,
-                                                  dm.space.item_train_pos, **cfg.slices)
+                                                  dm.space.item_train_pos, **cfg.slices,
+                                                  item_train_count=dm.space.item_train_count)
         ckpt_dir = run_dir / "checkpoints"
         best = plan.checkpoints(cfg, keys, ckpt_dir)
         throughput = ThroughputMonitor()

@@ -47,6 +47,15 @@ class FeatureEmbedding(nn.Module):
         self.item_slots: list[Slot] = list(space.item_slots)
         self.register_buffer("user_features", space.user_features.clone(), persistent=False)
         self.register_buffer("item_features", space.item_features.clone(), persistent=False)
+        # frozen text vectors -> item space: one bias-free projection per namespace (``shared/text`` is one
+        # tower for all scenarios); bias-free so an item without text (zero vector) gets nothing from it
+        self.text_slots: list[Slot] = list(space.text_slots)
+        self.text_proj = nn.ModuleDict({_safe(s.table): nn.Linear(s.width, dim, bias=False)
+                                        for s in self.text_slots})
+        for lin in self.text_proj.values():  # unit-norm text x N(0, std) weights: output std = std, as ids
+            nn.init.normal_(lin.weight, 0.0, init_std)
+        if self.text_slots:
+            self.register_buffer("item_text", space.item_text.clone(), persistent=False)
 
     def _pool(self, feats: torch.Tensor, slots: list[Slot]) -> torch.Tensor | None:
         """Sum over slots of each slot's vector; ``feats`` is ``[N, cols]``. A bag slot is computed only for
@@ -77,6 +86,9 @@ class FeatureEmbedding(nn.Module):
         out = self.item_id(ids) if self.use_item_id else None
         pooled = self._pool(self.item_features[ids], self.item_slots)
         out = pooled if out is None else (out if pooled is None else out + pooled)
+        for s in self.text_slots:
+            text = self.text_proj[_safe(s.table)](self.item_text[ids, s.start:s.start + s.width])
+            out = text if out is None else out + text
         if out is None:
             raise ValueError("item vectors need an item id embedding or at least one item field")
         return out * (ids > 0).unsqueeze(-1).to(out.dtype)  # padding stays exactly zero

@@ -21,6 +21,7 @@ Protocol:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
 from unirec_lab.data.scenarios.fields import list_column, multi_field
 from unirec_lab.data.scenarios.interactions import make_spec, rated_interactions
-from unirec_lab.data.scenarios.raw import RawDataError
+from unirec_lab.data.scenarios.raw import RawDataError, read_lines
+from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -61,11 +63,14 @@ class CiaoScenario(RawScenarioSource):
 
     def __init__(self, name: str, raw_dir: str | Path, positive_threshold: float = 4.0, val_frac: float = 0.1,
                  test_frac: float = 0.1, min_user_ratings: int = 3, dedupe: bool = True, max_trust: int = 20,
-                 split: str = "user_chrono") -> None:
+                 split: str = "user_chrono", text_encoder: dict[str, Any] | None = None,
+                 embedding_cache: str | None = None) -> None:
         """``split``: ``user_chrono`` (per user, the latest fractions; the benchmark protocol) or ``temporal``
         (the latest fractions of all ratings: a past / future cut, for the time replay)."""
         if split not in ("user_chrono", "temporal"):
             raise ValueError(f"scenario {name!r}: split={split!r}, expected 'user_chrono' or 'temporal'")
+        self.encoder = optional_encoder(text_encoder)  # None: no category_vec field (the default bundle)
+        self.embedding_cache = embedding_cache
         params = dict(positive_threshold=positive_threshold, val_frac=val_frac, test_frac=test_frac,
                       min_user_ratings=min_user_ratings, dedupe=dedupe, max_trust=max_trust)
         if split != "user_chrono":  # only then: the default's fingerprint (its cached bundle) stays as it was
@@ -75,9 +80,25 @@ class CiaoScenario(RawScenarioSource):
     def raw_files(self) -> list[str]:
         return ["rating_with_timestamp.mat", "trustnetwork.mat", "catalog_ciao.txt"]
 
+    def fingerprint(self) -> dict[str, Any]:
+        fp = super().fingerprint()
+        if self.encoder is not None:  # encoder name + verified weights hash + the text (category names)
+            fp["text_embedding"] = text_fingerprint(self.encoder, ["category_name"])
+        return fp
+
+    def _category_vectors(self, catalog: Path, category: np.ndarray) -> tuple[pd.Series, FieldSpec, dict[str, Any]]:
+        """Each item's category name (``catalog_ciao.txt``: ``<id> <name>`` per line) through the encoder."""
+        lines = [ln.split(" ", 1) for ln in read_lines(catalog) if ln.strip()]
+        bad = [ln for ln in lines if len(ln) != 2 or not ln[0].isdigit()]
+        if bad:
+            raise RawDataError(f"{catalog}: expected '<category id> <name>' per line, got {' '.join(bad[0])!r}")
+        names = pd.Series({int(i): n.strip() for i, n in lines})
+        text = pd.Series(category).map(names).fillna("")
+        return text_embedding_field(text, self.encoder, "category_vec", cache_dir=self.embedding_cache, dedupe=True)
+
     def _build(self) -> BuiltBundle:
         p = self.params
-        rating_file, trust_file, _ = (self.raw.file(f) for f in self.raw_files())
+        rating_file, trust_file, catalog = (self.raw.file(f) for f in self.raw_files())
         r = load_mat(rating_file, "rating", 6)
         df = pd.DataFrame(r, columns=["user", "item", "category", "rating", "helpfulness", "ts"])
         raw_counts = {"ratings": int(len(df)), "users": int(df["user"].nunique()),
@@ -116,17 +137,23 @@ class CiaoScenario(RawScenarioSource):
 
         users = pd.DataFrame({"user": np.arange(nu), "trust": list_column(trust_lists)})
         items = pd.DataFrame({"item": np.arange(ni), "category": category})
+        item_fields = [FieldSpec("category", "categorical", n_cat + 1, "private")]
+        text_info: dict[str, Any] = {}
+        if self.encoder is not None:  # category names through the frozen encoder, into the shared text tower
+            items["category_vec"], f, text_info = self._category_vectors(catalog, category)
+            item_fields.append(f)
         spec = make_spec(
             self.name, nu, ni,
             [FieldSpec("trust", "multi", nu + 1, "private", max_len=max(1, longest))],
-            [FieldSpec("category", "categorical", n_cat + 1, "private")],
+            item_fields,
             label=f"rating >= {p['positive_threshold']:g}",
             protocol=f"label rating>={p['positive_threshold']:g}; "
                      f"{'global temporal' if p.get('split') == 'temporal' else 'per-user chronological'} split "
                      f"{1 - p['val_frac'] - p['test_frac']:.0%}/{p['val_frac']:.0%}/{p['test_frac']:.0%} "
                      f"(users with <{p['min_user_ratings']} ratings: train only); GAUC grouped by user",
             group_by="user", dataset="ciao", trust_edges_used=int(known.sum()),
-            users_with_trust=int(sum(len(x) > 0 for x in trust_lists)))
+            users_with_trust=int(sum(len(x) > 0 for x in trust_lists)),
+            **({"text_embedding": text_info} if text_info else {}))
         prov = {"raw_counts": {**raw_counts, "trust_edges": int(len(t))},
                 "duplicates_removed": int(raw_counts["ratings"] - len(df))}
         return BuiltBundle(spec, inter, users, items, prov)

@@ -36,6 +36,7 @@ from unirec_lab.data.scenarios.ids import dense_ids, positions_in_user
 from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, parse_int_array, read_json, read_lines
 from unirec_lab.data.scenarios.splits import per_user_chrono_split
+from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
 
 
@@ -99,7 +100,13 @@ class KnowledgeTracingScenario(RawScenarioSource):
 
     def __init__(self, name: str, raw_dir: str | Path, split: str = "user_chrono", val_frac: float = 0.1,
                  test_frac: float = 0.1, min_user_rows: int = 3, max_skills: int = 4, max_text_len: int = 16,
-                 text_buckets: int = DEFAULT_TEXT_BUCKETS, merge_multi_skill_rows: bool = True) -> None:
+                 text_buckets: int = DEFAULT_TEXT_BUCKETS, merge_multi_skill_rows: bool = True,
+                 text_encoder: dict[str, Any] | None = None, embedding_cache: str | None = None) -> None:
+        if text_encoder is not None and not self.skill_names:
+            raise ValueError(f"scenario {name!r} ({self.dataset}): text_encoder is set but this data set has no "
+                             "skill names to encode")
+        self.encoder = optional_encoder(text_encoder)  # None: no skill_vec field (the default bundle)
+        self.embedding_cache = embedding_cache
         allowed = ("user_chrono", "fold") if self.fold_splits else ("user_chrono",)
         if split not in allowed:
             raise ValueError(f"scenario {name!r} ({self.dataset}): split={split!r}, expected one of {allowed}")
@@ -110,6 +117,12 @@ class KnowledgeTracingScenario(RawScenarioSource):
 
     def raw_files(self) -> list[str]:
         return list(self.files) + ([self.skill_names] if self.skill_names else [])
+
+    def fingerprint(self) -> dict[str, Any]:
+        fp = super().fingerprint()
+        if self.encoder is not None:  # encoder name + verified weights hash + the text (skill names)
+            fp["text_embedding"] = text_fingerprint(self.encoder, ["skill_names"])
+        return fp
 
     def read(self) -> pd.DataFrame:
         frames = []
@@ -216,4 +229,8 @@ class KnowledgeTracingScenario(RawScenarioSource):
             items["skill_text"] = list_column(toks)
             fields.append(FieldSpec("skill_text", "text", info["vocab_size"], "shared:tokens", max_len=max_len))
             extra["skill_text"] = {**info, "named_skills": int(len(idx_to_name))}
+            if self.encoder is not None:  # skill names through the frozen encoder, into the shared text tower
+                items["skill_vec"], f, extra["text_embedding"] = text_embedding_field(
+                    text, self.encoder, "skill_vec", cache_dir=self.embedding_cache, dedupe=True)
+                fields.append(f)
         return fields

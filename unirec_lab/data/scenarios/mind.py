@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from unirec_lab.data.scenarios.fields import DEFAULT_TEXT_BUCKETS, list_column, 
 from unirec_lab.data.scenarios.ids import dense_ids
 from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, utf8_error
+from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
 
 _NEWS_ID = r"N\d+"
@@ -105,14 +107,23 @@ class MindScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, max_history: int = 50, val_days: int = 1,
-                 test_days: int = 1, max_title_len: int = 30, text_buckets: int = DEFAULT_TEXT_BUCKETS) -> None:
+                 test_days: int = 1, max_title_len: int = 30, text_buckets: int = DEFAULT_TEXT_BUCKETS,
+                 text_encoder: dict[str, Any] | None = None, embedding_cache: str | None = None) -> None:
         if val_days < 1 or test_days < 1 or max_history < 0:
             raise ValueError(f"scenario {name!r}: need val_days >= 1, test_days >= 1, max_history >= 0")
+        self.encoder = optional_encoder(text_encoder)  # None: no title_vec field (the default bundle)
+        self.embedding_cache = embedding_cache
         super().__init__(name, raw_dir, dict(max_history=max_history, val_days=val_days, test_days=test_days,
                                              max_title_len=max_title_len, text_buckets=text_buckets))
 
     def raw_files(self) -> list[str]:
         return ["behaviors.tsv", "news.tsv"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        fp = super().fingerprint()
+        if self.encoder is not None:  # encoder name + verified weights hash + the text column
+            fp["text_embedding"] = text_fingerprint(self.encoder, ["title"])
+        return fp
 
     def _build(self) -> BuiltBundle:
         p = self.params
@@ -180,22 +191,28 @@ class MindScenario(RawScenarioSource):
         toks, title_len, info = text_field(meta["title"].fillna(""), p["max_title_len"], p["text_buckets"])
         items = pd.DataFrame({"item": np.arange(ni), "category": cat_codes, "subcategory": sub_codes,
                               "title": list_column(toks)})
+        item_fields = [FieldSpec("category", "categorical", cat_vocab, "private"),
+                       FieldSpec("subcategory", "categorical", sub_vocab, "private"),
+                       FieldSpec("title", "text", info["vocab_size"], "shared:tokens", max_len=title_len)]
+        text_info: dict[str, Any] = {}
+        if self.encoder is not None:  # titles through the frozen encoder, into the shared text tower
+            items["title_vec"], f, text_info = text_embedding_field(meta["title"].fillna(""), self.encoder,
+                                                                    "title_vec", cache_dir=self.embedding_cache)
+            item_fields.append(f)
         users = pd.DataFrame({"user": np.arange(nu)})
         coverage = {"items_with_metadata": int(has_meta.sum()), "items": int(ni),
                     "share": round(float(has_meta.mean()), 4) if ni else 0.0,
                     "rows_with_metadata": round(float(has_meta[item].mean()), 4) if len(item) else 0.0}
         spec = make_spec(
-            self.name, nu, ni, [],
-            [FieldSpec("category", "categorical", cat_vocab, "private"),
-             FieldSpec("subcategory", "categorical", sub_vocab, "private"),
-             FieldSpec("title", "text", info["vocab_size"], "shared:tokens", max_len=title_len)],
+            self.name, nu, ni, [], item_fields,
             label="1 = clicked in the impression, 0 = shown and not clicked",
             protocol=f"impression clicks with real negatives, grouped by impression; split by day (last "
                      f"{p['test_days']} day test: {str(test_from)[:10]}+, {p['val_days']} day before val: "
                      f"{str(val_from)[:10]}); history = MIND click history (last {k})",
             group_by="impression", has_history=True, max_history_len=k, dataset="mind_small_subset",
             metadata_coverage=coverage, title_text=info, day_split={"val_from": str(val_from)[:10],
-                                                                     "test_from": str(test_from)[:10]})
+                                                                     "test_from": str(test_from)[:10]},
+            **({"text_embedding": text_info} if text_info else {}))
         prov = {"raw_counts": {"impressions": int(len(beh)), "users": int(nu), "pairs": int(len(item)),
                                "clicks": int(label.sum()), "history_news": int(len(np.unique(h_flat))),
                                "impression_news": int(len(np.unique(shown))), "news_tsv": int(len(news))},

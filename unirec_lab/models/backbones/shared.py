@@ -53,9 +53,11 @@ class SharedBackbone(nn.Module):
 
     def __init__(self, space: FeatureSpace, history_encoder: Callable[[int], nn.Module],
                  embedding_dim: int = 32, trunk_dims: Sequence[int] = (128, 64), dropout: float = 0.0,
-                 init_std: float = 0.02, scenario_feature: bool = False, sparse_embeddings: bool = True) -> None:
+                 init_std: float = 0.02, scenario_feature: bool = False, sparse_embeddings: bool = True,
+                 use_item_id: bool = True) -> None:
         super().__init__()
-        self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings)
+        self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings,
+                                          use_item_id=use_item_id)
         self.history_encoder = history_encoder(embedding_dim)
         self.scenario_embedding: nn.Embedding | None = None
         in_dim = 3 * embedding_dim + 1
