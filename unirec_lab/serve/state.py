@@ -50,7 +50,7 @@ class ScenarioIndex:
         return cls({u: i for i, u in enumerate(user_ids.tolist())}, {t: i for i, t in enumerate(item_ids.tolist())},
                    order)
 
-    def item_text(self, raw: list[str]) -> np.ndarray:
+    def item_dense(self, raw: list[str]) -> np.ndarray:
         """Dense ids of ``raw`` items (a dict lookup each: ~0.1 us, where a pandas index costs ~3 ms a call)."""
         out = np.fromiter((self.items.get(r, -1) for r in raw), dtype=np.int64, count=len(raw))
         if (out < 0).any():
@@ -164,7 +164,7 @@ class ServingState:
     def score(self, scenario: str, user_raw: str, items_raw: list[str]) -> tuple[list[float], str | None]:
         """Scores of the given items for the user (logits; popularity for an unknown user)."""
         sc, idx = self.artifact.scenarios[scenario], self.index[scenario]
-        items = idx.item_text(items_raw)
+        items = idx.item_dense(items_raw)
         user = idx.user_dense(user_raw)
         if user is None:
             return sc.popularity[items].tolist(), "popularity"
