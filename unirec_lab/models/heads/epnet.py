@@ -8,10 +8,16 @@ Equations (``x`` = head input, ``e_s`` = learned embedding of the row's scenario
   the scenario prior and does not push gradient into what it gates);
 - ``logit = MLP(δ ⊙ x)`` with one MLP shared by all scenarios (the scenario acts through ``δ`` only).
 
-Differences from SWR's ``EPNet`` (scenario_wise_rec/models/multi_domain/epnet.py): none in the equations
-(``GateNU`` with hidden width = gated width, ``γ = 2``, ``detach`` on the agnostic input); SWR's MLP has
-BatchNorm after each hidden layer, ours is ``Linear -> ReLU (-> Dropout)``; the logit is returned (the loss
-applies the sigmoid). The combined EPNet + PPNet head stays in ``pepnet.py``.
+Differences from SWR's ``EPNet`` (scenario_wise_rec/models/multi_domain/epnet.py):
+
+- SWR builds its MLP as ``MLP(agn_dims, fcn_dims)``, which passes ``fcn_dims`` as MLP's ``output_layer``
+  argument, so its ``dims`` stay empty: SWR's EPNet is the gate and **one linear layer** (no hidden layers;
+  20,662 non-embedding parameters on MovieLens). ``head.hidden_dims=[]`` is that model; the default
+  ``[128, 64, 32]`` is what SWR's run script asks for;
+- the gate equations are the same (``GateNU`` with hidden width = gated width, ``γ = 2``, ``detach`` on the
+  agnostic input); SWR's MLPs have BatchNorm after each hidden layer, ours ``Linear -> ReLU (-> Dropout)``;
+- the logit is returned (the loss applies the sigmoid). The combined EPNet + PPNet head stays in
+  ``pepnet.py``.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def _ln_layer(in_dim: int, out_dim: int) -> nn.Sequential:
 
 class M3oE(nn.Module):
     def __init__(self, space: FeatureSpace, in_dim: int, star_dims: Sequence[int] = (128, 64),
-                 expert_dims: Sequence[int] = (64, 32), num_shared_experts: int = 4, task_expert: bool = True,
+                 expert_dims: Sequence[int] = (32,), num_shared_experts: int = 4, task_expert: bool = True,
                  balance_init: float = 1.0, scenario_weight_init: float = 1.0, task_weight_init: float = 1.0,
                  detach_gate_input: bool = True, extra_inputs: Sequence[str] = (),
                  feature_dims: Mapping[str, int] | None = None) -> None:
