@@ -209,6 +209,13 @@ def test_adasparse_pruner_range_and_per_scenario_zeroes() -> None:
     lo, hi = slice(0, D // 2), slice(D // 2, D)
     assert (pi0[sc == 0][:, hi] == 0).all() and (pi0[sc == 0][:, lo] > 1.9).all()
     assert (pi0[sc == 1][:, lo] == 0).all() and (pi0[sc == 1][:, hi] > 1.9).all()
+    first = head.layers[0][0]  # the first layer's input: [e_s, pi0 * x], pruned neurons exactly 0
+    seen = []
+    hook = first.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    head.pruned(h, sc, feats)
+    hook.remove()
+    torch.testing.assert_close(seen[0], torch.cat([head.scenario_embedding(sc), pi0 * h], dim=-1))
+    assert (seen[0][sc == 0][:, 4:][:, hi] == 0).all() and (seen[0][sc == 0][:, 4:][:, lo] != 0).all()
     torch.testing.assert_close(pi0[sc == 2], torch.ones_like(pi0[sc == 2]))  # sigmoid(0) * 2
     # alpha sharpens the gate: it grows in training passes only
     a0 = float(head.alpha)

@@ -6,7 +6,8 @@ Equations (``x^0`` = head input, ``e_s`` = learned embedding of the row's scenar
 - pruner of layer ``l``: ``v = W_l [e_s, x^l]`` (no bias), then the weighting factor
   ``fusion``: ``π = β σ(α v)``; ``scaling``: ``π = β σ(v)``; and ``π ← π · 1[π ≥ ε]`` (neurons below ``ε``
   are pruned: exactly 0). So ``π ∈ {0} ∪ [ε, β)``;
-- ``x^0 ← π^0 ⊙ x^0``, and for each hidden layer ``x^{l+1} = π^{l+1} ⊙ Dropout(ReLU(BN(W x^l + b)))``;
+- ``x^0 ← [e_s, π^0 ⊙ x^0]`` (the domain features enter the network unpruned), and for each hidden layer
+  ``x^{l+1} = π^{l+1} ⊙ Dropout(ReLU(BN(W x^l + b)))``;
 - ``logit = w_out x^L + b_out``;
 - ``α`` (fusion) grows by ``Δα`` at every training forward pass, sharpening the sigmoid towards a binary mask;
   it is a buffer, so it is saved in checkpoints and restored on resume.
@@ -76,6 +77,7 @@ class AdaSparse(nn.Module):
         self.delta_alpha = delta_alpha
         d = self.inputs.out_dim
         self.pruners = nn.ModuleList([Pruner(se, d, form, epsilon, beta)])
+        d += se  # the first layer reads [e_s, pruned input]
         self.layers = nn.ModuleList()
         for h in hidden_dims:
             parts: list[nn.Module] = [nn.Linear(d, h)]
@@ -92,14 +94,15 @@ class AdaSparse(nn.Module):
 
     def pruned(self, h: torch.Tensor, scenario: torch.Tensor,
                feats: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``(last pruned layer x^L, [π^0, ..., π^L])``; a training pass first grows ``α``."""
+        """``(x^L, [π^0, ..., π^L])``: the last (pruned) layer and every pruner's output; a training pass first
+        grows ``α``."""
         if self.training and self.form == "fusion":
             with torch.no_grad():
                 self.alpha.add_(self.delta_alpha)
         es = self.scenario_embedding(scenario)
         x = self.inputs(h, feats)
         pi = self.pruners[0](es, x, self.alpha)
-        x = pi * x
+        x = torch.cat([es, pi * x], dim=-1)
         gates = [pi]
         for layer, pruner in zip(self.layers, list(self.pruners)[1:]):
             x = layer(x)
