@@ -4,7 +4,8 @@ per-scenario networks with a shared adapter whose weights a shared hyper-network
 Equations (``x`` = head input, ``e_s`` = learned embedding of the row's scenario, ``k`` = the rank):
 
 - scenario ``s``'s network, on ``s``'s rows only: ``z = MLP_s(x)`` (``Linear -> BN -> ReLU`` per hidden layer);
-- hyper-network (shared): ``H = HyperNet([x, e_s]) ∈ R^{k×k}`` per row;
+- hyper-network (shared): ``H = HyperNet([x, e_s]) ∈ R^{k×k}`` per row (``Linear -> BN -> ReLU`` layers, the last
+  of width ``k²``, as SWR);
 - adapter (shared parameters ``U_1 ∈ R^{m×k}, V_1 ∈ R^{k×a}, U_2 ∈ R^{a×k}, V_2 ∈ R^{k×m}``, biases):
   ``W_down = U_1 H V_1``, ``W_up = U_2 H V_2``; ``t = σ(z W_down + b_1) W_up + b_2``;
   computed as ``((z U_1) H) V_1`` so the ``m × a`` matrices are never formed per row;
