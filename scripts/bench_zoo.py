@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench_zoo.py                       # synthetic default, 1 epoch, all combinations
     .venv/bin/python scripts/bench_zoo.py --threads 1 --epochs 2 -- data.batch_size=2048
     .venv/bin/python scripts/bench_zoo.py --only mean-mlp mean-star mf --repeat 3
+    .venv/bin/python scripts/bench_zoo.py --set swr               # the Scenario-Wise Rec heads (mean backbone)
 
 Each row is one ``unirec-train`` job (own process, own run dir, ``result.json``); the table is built from those
 files: validation AUC of the selected epoch (``val/mean/auc``), test AUC of that checkpoint, parameters, and
@@ -28,6 +29,9 @@ from unirec_lab.results.tables import markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ["mean", "din", "sasrec"]
 HEADS = ["mlp", "mmoe", "ple", "star", "pepnet"]
+# --set swr: the Scenario-Wise Rec heads on the mean backbone, beside three of the zoo's heads as references
+SWR_HEADS = ["sarnet", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet", "hamur", "m3oe"]
+SWR_REFERENCES = ["mlp", "star", "pepnet"]
 BASELINES = [  # (label, model, backbone, head)
     ("per_scenario", "per_scenario", "mean", "mlp"),
     ("scenario_as_feature", "scenario_as_feature", "mean", "mlp"),
@@ -36,7 +40,9 @@ BASELINES = [  # (label, model, backbone, head)
 ]
 
 
-def jobs() -> list[tuple[str, str, str, str]]:
+def jobs(which: str = "zoo") -> list[tuple[str, str, str, str]]:
+    if which == "swr":
+        return [(f"mean-{h}", "unified", "mean", h) for h in SWR_REFERENCES + SWR_HEADS]
     out = [(f"{b}-{h}", "unified", b, h) for b in BACKBONES for h in HEADS]
     return out + BASELINES
 
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per job (default: torch's)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per job; reports the best throughput")
+    ap.add_argument("--set", dest="which", choices=["zoo", "swr"], default="zoo",
+                    help="zoo: every backbone x head + baselines; swr: the Scenario-Wise Rec heads (mean backbone)")
     ap.add_argument("--only", nargs="+", default=None, help="run labels to keep (e.g. mean-mlp mf)")
     ap.add_argument("--out", default=None, help="output dir (default outputs/bench_zoo/<time>)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides passed to every job (after --)")
@@ -115,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.epochs < 1:
         raise SystemExit(f"error: --repeat {args.repeat} / --epochs {args.epochs}: expected >= 1")
     out = Path(args.out or ROOT / "outputs" / "bench_zoo" / time.strftime("%Y-%m-%d_%H-%M-%S"))
-    todo = [j for j in jobs() if args.only is None or j[0] in args.only]
+    todo = [j for j in jobs(args.which) if args.only is None or j[0] in args.only]
     if not todo:
-        raise SystemExit(f"error: --only {args.only} matches none of {[j[0] for j in jobs()]}")
+        raise SystemExit(f"error: --only {args.only} matches none of {[j[0] for j in jobs(args.which)]}")
     rows = []
     for label, model, backbone, head in todo:
         rows.append(run(label, model, backbone, head, args, out))

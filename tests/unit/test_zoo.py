@@ -211,6 +211,7 @@ def hydra_conf(tmp_path: Path):
 def test_config_groups_are_complete() -> None:
     assert {"mean", "din", "sasrec"} <= set(_names("backbone"))
     assert {"mlp", "mmoe", "ple", "star", "pepnet"} <= set(_names("head"))
+    assert {"sarnet", "m2m", "adasparse", "adaptdhm", "epnet", "ppnet", "hamur", "m3oe"} <= set(_names("head"))
     assert {"unified", "per_scenario", "scenario_as_feature", "mf", "popularity"} <= set(_names("model"))
 
 
