@@ -19,7 +19,8 @@ def build_datamodule(cfg: DictConfig, keys: list[str] | None = None) -> Any:
     """The prepared and set-up data module of ``keys`` (default: every scenario of the config)."""
     keys = list(cfg.scenarios) if keys is None else keys
     scenarios = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
-                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
+                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0)),
+                     "history": dict(cfg.scenarios[k].get("history") or {})} for k in keys}
     dm = hydra.utils.instantiate(cfg.data, scenarios=scenarios)
     dm.prepare_data()
     dm.setup()
@@ -42,8 +43,9 @@ def build(cfg: DictConfig, keys: list[str] | None = None) -> tuple[Any, torch.nn
 def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: tuple[str, str] | None = None,
                  ) -> RecLitModule:
     """The LightningModule around ``model``: optimizer, per-scenario loss weights, metrics, config signature."""
+    objectives = [hydra.utils.instantiate(o)(space=dm.space) for o in (cfg.get("objectives") or {}).values()]
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
-                          metrics=list(cfg.metrics), best_so_far=best_so_far)
+                          metrics=list(cfg.metrics), best_so_far=best_so_far, objectives=objectives)
     module.run_signature = run_signature(flat_config(cfg))
     return module
 
