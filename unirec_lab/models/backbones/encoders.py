@@ -228,8 +228,8 @@ class RecurrentEncoder(nn.Module):
     """DKT's recurrent knowledge state (Piech et al., NeurIPS 2015): an LSTM over the history entries (with a
     feedback-aware history, item ⊕ correctness, DKT's input), projected back to the embedding width.
 
-    Histories are left-padded; each row's real entries are rotated to the front and packed, so the LSTM starts
-    at the row's first real entry (padding never changes a state) and a row's output does not depend on ``K``.
+    Histories are left-padded; each row's real entries are rotated to the front, so the LSTM starts at the row's
+    first real entry (padding never changes a real position's state) and a row's output does not depend on ``K``.
     ``forward`` returns the state after the most recent entry; ``sequence_outputs`` every position's state.
     """
 
@@ -256,10 +256,9 @@ class RecurrentEncoder(nn.Module):
         ar = torch.arange(K, device=hist.device).unsqueeze(0)
         front = (ar + shift) % K  # rotated position j holds original position j + shift
         x = hist.gather(1, front.unsqueeze(-1).expand(B, K, d))
-        packed = nn.utils.rnn.pack_padded_sequence(x, lens.clamp(min=1).cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=K)
+        # padding now trails the real entries, so it only reaches outputs that are masked below (no packing:
+        # a packed LSTM's backward zero-fills the whole packed gradient once per step)
+        y, _ = self.rnn(x)
         back = (ar - shift) % K
         y = y.gather(1, back.unsqueeze(-1).expand(B, K, y.shape[-1]))
         return self.out(self.drop(y)) * mask.unsqueeze(-1).to(hist.dtype)

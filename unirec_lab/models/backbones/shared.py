@@ -57,9 +57,13 @@ class SharedBackbone(nn.Module):
     def __init__(self, space: FeatureSpace, history_encoder: Callable[[int], nn.Module],
                  embedding_dim: int = 32, trunk_dims: Sequence[int] = (128, 64), dropout: float = 0.0,
                  init_std: float = 0.02, scenario_feature: bool = False, sparse_embeddings: bool = True,
-                 feedback_embedding: bool = False) -> None:
+                 feedback_embedding: bool = False, user_id_embedding: bool = True,
+                 item_id_embedding: bool = True) -> None:
+        """``user_id_embedding`` / ``item_id_embedding`` off: users / items are their fields only (e.g. knowledge
+        tracing on unseen students, where a student id can only memorise the training students)."""
         super().__init__()
-        self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings)
+        self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings,
+                                          use_user_id=user_id_embedding, use_item_id=item_id_embedding)
         self.action_embedding: nn.Embedding | None = None
         if feedback_embedding:  # 0 padding, 1 negative, 2 positive (unirec_lab.data.history)
             self.action_embedding = nn.Embedding(3, embedding_dim, padding_idx=0)
