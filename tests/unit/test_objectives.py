@@ -139,3 +139,21 @@ def test_recurrent_encoder_ignores_left_padding():
     torch.testing.assert_close(long[:, 2:], short)
     assert long[:, :2].abs().sum() == 0
     torch.testing.assert_close(enc(padded, mask, None), short[:, -1])
+
+
+def test_build_objectives_from_config(tiny_dm, cfg_factory):
+    import dataclasses
+
+    from unirec_lab.engine.build import build_objectives
+    from unirec_lab.engine.config import ConfigError
+
+    cfg = cfg_factory(["objectives=[next_item,next_response]", "objectives.next_response.scenarios=[education]"])
+    objs = build_objectives(cfg, tiny_dm.space)
+    assert [type(o).__name__ for o in objs] == ["NextItemObjective", "NextResponseObjective"]
+    assert objs[1].scenario_mask.tolist() == [s == "education" for s in tiny_dm.space.scenarios]
+    # model.mode=separate: the news model gets no education-only objective
+    news_only = dataclasses.replace(tiny_dm.space, scenarios=["news"])
+    assert [type(o).__name__ for o in build_objectives(cfg, news_only)] == ["NextItemObjective"]
+    bad = cfg_factory(["objectives=next_response", "objectives.next_response.scenarios=[educaton]"])
+    with pytest.raises(ConfigError, match=r"objectives.next_response.scenarios=\['educaton'\]: not among the selected"):
+        build_objectives(bad, tiny_dm.space)
