@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from unirec_lab.data.datamodule import chunk_end_rows, history_settings
+from unirec_lab.data.datamodule import chunk_end_rows
 from unirec_lab.data.history import (
     ACTION_NEGATIVE,
     ACTION_POSITIVE,
     build_feedback_histories,
     build_histories,
+    history_settings,
 )
 
 
@@ -137,3 +138,12 @@ def test_history_settings_errors_are_one_line():
         history_settings("edu", {"train_chunk": 0})
     with pytest.raises(ValueError, match=r"scenarios.edu.history: unknown key\(s\) \['feedbak'\]"):
         history_settings("edu", {"feedbak": "all"})
+
+
+def test_bad_history_setting_fails_the_config_check(cfg_factory):
+    from unirec_lab.engine.config import ConfigError, check_config
+
+    cfg = cfg_factory(["+scenarios.education.history.feedback=every"])
+    with pytest.raises(ConfigError, match=r"^scenarios.education.history.feedback='every', expected one of"):
+        check_config(cfg)
+    check_config(cfg_factory(["+scenarios.education.history.feedback=all"]))

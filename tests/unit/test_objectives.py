@@ -125,7 +125,10 @@ def test_objective_errors_are_one_line(tiny_dm):
     with pytest.raises(ValueError, match=r"next_response scenarios=\['shop'\]: not among the selected"):
         NextResponseObjective(tiny_dm.space, scenarios=["shop"])
     with pytest.raises(ValueError, match="history encoder MeanPooling has no per-position states"):
+        NextResponseObjective(tiny_dm.space).check(_model(tiny_dm, "mean"))  # at build time (build_module)
+    with pytest.raises(ValueError, match="history encoder MeanPooling has no per-position states"):
         NextResponseObjective(tiny_dm.space)(_model(tiny_dm, "mean"), _batch(tiny_dm))
+    NextResponseObjective(tiny_dm.space).check(_model(tiny_dm, "lstm"))
 
 
 def test_recurrent_encoder_ignores_left_padding():

@@ -22,7 +22,7 @@ import torch
 
 from unirec_lab.data.batching import Batch, TensorBatches
 from unirec_lab.data.feature_space import build_feature_space
-from unirec_lab.data.history import ACTION_POSITIVE, FEEDBACK_MODES, build_feedback_histories, pad_histories
+from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, read_bundle
 from unirec_lab.data.val_subset import check_budget, subset_mask
@@ -30,21 +30,6 @@ from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
 from unirec_lab.utils.memory import ensure_fits, history_bytes
 
 log = logging.getLogger(__name__)
-
-
-def history_settings(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A scenario's ``history`` node, checked: ``feedback`` (positives | all) and ``train_chunk`` (null | int)."""
-    value = dict(value or {})
-    unknown = sorted(set(value) - {"feedback", "train_chunk"})
-    if unknown:
-        raise ValueError(f"scenarios.{name}.history: unknown key(s) {unknown}, expected feedback, train_chunk")
-    fb = value.get("feedback", "positives")
-    if fb not in FEEDBACK_MODES:
-        raise ValueError(f"scenarios.{name}.history.feedback={fb!r}, expected one of {list(FEEDBACK_MODES)}")
-    chunk = value.get("train_chunk")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"scenarios.{name}.history.train_chunk={chunk!r}, expected a positive integer or null")
-    return {"feedback": fb, "train_chunk": chunk}
 
 
 def chunk_end_rows(user: np.ndarray, ts: np.ndarray, train: np.ndarray, chunk: int) -> np.ndarray:

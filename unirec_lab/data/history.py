@@ -11,6 +11,9 @@ user's visible entries precede it, and gathers the last ``k`` of them. No per-ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +33,21 @@ def _dense_rank(x: np.ndarray) -> np.ndarray:
 FEEDBACK_MODES = ("positives", "all")
 # history action ids (embedded summed with the item: item ⊕ action); 0 = padding
 ACTION_NEGATIVE, ACTION_POSITIVE = 1, 2
+
+
+def history_settings(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A scenario's ``history`` node, checked: ``feedback`` (positives | all) and ``train_chunk`` (null | int)."""
+    value = dict(value or {})
+    unknown = sorted(set(value) - {"feedback", "train_chunk"})
+    if unknown:
+        raise ValueError(f"scenarios.{name}.history: unknown key(s) {unknown}, expected feedback, train_chunk")
+    fb = value.get("feedback", "positives")
+    if fb not in FEEDBACK_MODES:
+        raise ValueError(f"scenarios.{name}.history.feedback={fb!r}, expected one of {list(FEEDBACK_MODES)}")
+    chunk = value.get("train_chunk")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"scenarios.{name}.history.train_chunk={chunk!r}, expected a positive integer or null")
+    return {"feedback": fb, "train_chunk": chunk}
 
 
 def build_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: np.ndarray,

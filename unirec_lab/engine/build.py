@@ -44,6 +44,8 @@ def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: 
                  ) -> RecLitModule:
     """The LightningModule around ``model``: optimizer, per-scenario loss weights, metrics, config signature."""
     objectives = build_objectives(cfg, dm.space)
+    for objective in objectives:
+        objective.check(model)
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
                           metrics=list(cfg.metrics), best_so_far=best_so_far, objectives=objectives)
     module.run_signature = run_signature(flat_config(cfg))

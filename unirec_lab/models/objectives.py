@@ -88,6 +88,15 @@ class SequenceObjective(ABC):
             raise ValueError(f"sequence objectives need a model with a sequence backbone, got {type(model).__name__}")
         return bb
 
+    def check(self, model: nn.Module) -> None:
+        """Fail at build time, not at the first step, when ``model`` cannot serve this objective."""
+        enc = getattr(self.backbone(model), "history_encoder", None)
+        if not hasattr(enc, "sequence_outputs"):
+            raise ValueError(f"history encoder {type(enc).__name__} has no per-position states; sequence objectives "
+                             "need backbone=sasrec or backbone=lstm")
+        if self.name == "next_response" and getattr(model, "head", None) is None:
+            raise ValueError(f"objectives: next_response needs a model with scenario heads, got {type(model).__name__}")
+
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         keep = self.rows(batch)
         if not bool(keep.any()):
