@@ -17,7 +17,7 @@ fields() { echo "scenarios.news_nemig.source.item_fields=$1" "scenarios.news_nem
 # representation name, item fields, item id on/off, models
 run() {
   # shellcheck disable=SC2046
-  nice -n 5 unirec-train -m "$SC" $(fields "$2") "backbone.use_item_id=$3" "seed=$SEEDS" "model=$4" \
+  nice -n 5 unirec-train -m "$SC" $(fields "$2") "backbone.item_id_embedding=$3" "seed=$SEEDS" "model=$4" \
     "experiment_name=text_cold_start_$1" "hydra.sweep.dir=$OUT/$1" "${COMMON[@]}" "${EXTRA_ARGS[@]}" > "$OUT/$1.log" 2>&1
 }
 mkdir -p "$OUT"

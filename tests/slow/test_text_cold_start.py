@@ -32,7 +32,7 @@ def test_text_vs_ids_table_on_tiny_nemig(tmp_path: Path):
            "OMP_NUM_THREADS": "1"}
     out = tmp_path / "multirun"
     for rep, fields, ids in (("id", "[]", "true"), ("text", "[text_vec]", "false")):
-        cmd = [sys.executable, "-m", "unirec_lab.train", "-m", SC, *_fields(fields), f"backbone.use_item_id={ids}",
+        cmd = [sys.executable, "-m", "unirec_lab.train", "-m", SC, *_fields(fields), f"backbone.item_id_embedding={ids}",
                "seed=1,2", "model=unified,per_scenario", f"experiment_name=text_cold_start_{rep}",
                f"hydra.sweep.dir={out / rep}", "debug=fast", "num_threads=1", "logger=none",
                "scenarios.news_nemig.source.val_frac=0.2", "scenarios.news_nemig.source.test_frac=0.2",

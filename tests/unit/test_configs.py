@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import CONF
 
 GROUPS = ["scenario", "backbone", "head", "model", "trainer", "logger", "callbacks", "data", "paths", "world",
-          "debug", "experiment", "sweep"]
+          "debug", "experiment", "sweep", "objectives"]
 
 
 def options(group: str) -> list[str]:
@@ -37,6 +37,8 @@ def _instantiate_all(cfg) -> None:
     assert callable(hydra.utils.instantiate(cfg.backbone))
     assert callable(hydra.utils.instantiate(cfg.head))
     assert callable(hydra.utils.instantiate(cfg.model.builder))
+    for obj in (cfg.get("objectives") or {}).values():
+        assert callable(hydra.utils.instantiate(obj))
     assert cfg.model.mode in ("joint", "separate")
 
 

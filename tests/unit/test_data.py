@@ -86,7 +86,7 @@ def test_validation_names_the_problem(breakage, message):
 def test_datamodule_tensors(tiny_dm):
     space = tiny_dm.space
     tr = tiny_dm.splits["train"]
-    assert set(tr) == {"scenario", "user", "item", "label", "group", "history", "row"}
+    assert set(tr) == {"scenario", "user", "item", "label", "group", "history", "history_action", "row"}
     assert tr["history"].shape[1] == 8
     # global ids: each scenario's items live in its own range, never 0 (padding)
     for s_idx, name in enumerate(space.scenarios):

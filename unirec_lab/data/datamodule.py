@@ -2,7 +2,11 @@
 
 Every row carries its scenario index, global user/item ids, label, a global group id (scenario-offset so two
 scenarios' groups never merge), a global row id (used to count each evaluation row exactly once) and its
-behaviour history padded to ``history_len`` (global item ids, 0 = padding).
+behaviour history padded to ``history_len`` (global item ids, 0 = padding) with the feedback on each entry
+(``history_action``: 1 negative, 2 positive, 0 padding; which entries enter is the scenario's ``history.feedback``).
+A scenario's ``history.train_chunk: L`` trains on one row per chunk of ``L`` consecutive training rows of a user
+(the chunk's last row, plus the user's last), for sequence objectives that score every history position: each
+response is then trained on once, as knowledge tracing's chunked sequences do.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 
 from unirec_lab.data.batching import Batch, TensorBatches
 from unirec_lab.data.feature_space import build_feature_space
-from unirec_lab.data.history import build_histories, pad_histories
+from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, read_bundle
 from unirec_lab.data.val_subset import check_budget, subset_mask
@@ -29,23 +33,45 @@ from unirec_lab.utils.memory import ensure_fits, history_bytes
 log = logging.getLogger(__name__)
 
 
+def chunk_end_rows(user: np.ndarray, ts: np.ndarray, train: np.ndarray, chunk: int) -> np.ndarray:
+    """Mask of the training rows that end a chunk of ``chunk`` consecutive training rows of their user (in time
+    order), or are the user's last training row."""
+    idx = np.flatnonzero(train)
+    order = idx[np.lexsort((idx, ts[idx], user[idx]))]
+    u = user[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = u[1:] != u[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    pos = np.arange(len(order)) - start
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = u[1:] != u[:-1]
+    keep = np.zeros(len(user), dtype=bool)
+    keep[order[((pos + 1) % chunk == 0) | last]] = True
+    return keep
+
+
 def scenario_tensors(bundle: Bundle, space: FeatureSpace, s_idx: int, history_len: int,
-                     group_offset: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+                     group_offset: int, history: Mapping[str, Any] | None = None,
+                     ) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     """Arrays per split for one scenario, in global id space. Returns them and the scenario's group count."""
-    return interaction_tensors(bundle.interactions, space, s_idx, history_len, group_offset)
+    return interaction_tensors(bundle.interactions, space, s_idx, history_len, group_offset, history)
 
 
 def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, history_len: int,
-                        group_offset: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+                        group_offset: int, history: Mapping[str, Any] | None = None,
+                        ) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     """:func:`scenario_tensors` of an interactions frame of the bundle's shape (also new feedback events: the
     updater turns them into batches here, so there is one feature pipeline)."""
     name = space.scenarios[s_idx]
+    settings = history_settings(name, history)
     level = df["split"].map(SPLIT_LEVEL).to_numpy()
-    if "history" in df.columns:
+    if "history" in df.columns:  # an explicit click history: every entry a positive
         hist = pad_histories(df["history"], history_len)
+        action = np.where(hist >= 0, ACTION_POSITIVE, 0).astype(np.int8)
     else:
-        hist = build_histories(df["user"].to_numpy(), df["item"].to_numpy(), df["label"].to_numpy(),
-                               df["ts"].to_numpy(), level, history_len)
+        hist, action = build_feedback_histories(df["user"].to_numpy(), df["item"].to_numpy(),
+                                                df["label"].to_numpy(), df["ts"].to_numpy(), level, history_len,
+                                                settings["feedback"])
     hist = np.where(hist >= 0, hist + space.item_offset[name] + 1, 0)
     raw_group = df["group"].to_numpy() if "group" in df.columns else df["user"].to_numpy()
     uniq, group = np.unique(raw_group, return_inverse=True)
@@ -56,10 +82,15 @@ def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, histo
         "label": df["label"].to_numpy(dtype=np.float32),
         "group": group.astype(np.int64) + group_offset,
         "history": hist,
+        "history_action": action,
     }
+    keep = np.ones(len(df), dtype=bool)
+    if settings["train_chunk"] is not None:
+        train = level == SPLIT_LEVEL["train"]
+        keep = ~train | chunk_end_rows(df["user"].to_numpy(), df["ts"].to_numpy(), train, settings["train_chunk"])
     out = {}
     for split in SPLITS:
-        m = level == SPLIT_LEVEL[split]
+        m = (level == SPLIT_LEVEL[split]) & keep
         out[split] = {k: v[m] for k, v in cols.items()}
     return out, len(uniq)
 
@@ -85,12 +116,15 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.val_subset_seed = val_subset_seed
         self.sources: dict[str, ScenarioSource] = {}
         self.loss_weights: dict[str, float] = {}
+        self.history_settings: dict[str, dict[str, Any]] = {}
         for key, sc in scenarios.items():
             src = sc["source"] if isinstance(sc, Mapping) else sc
             if getattr(src, "name", key) != key:
                 raise ValueError(f"scenario {key!r}: its source is named {src.name!r}; they must match")
             self.sources[key] = src
             self.loss_weights[key] = float(sc.get("loss_weight", 1.0)) if isinstance(sc, Mapping) else 1.0
+            self.history_settings[key] = history_settings(
+                key, sc.get("history") if isinstance(sc, Mapping) else None)
         self.cache_dir = Path(cache_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.history_len, self.mix_alpha, self.shuffle_seed = history_len, mix_alpha, shuffle_seed
@@ -118,7 +152,8 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         group_offset = 0
         for s_idx, b in enumerate(self.bundles.values()):
-            arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset)
+            arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset,
+                                                self.history_settings[self.scenario_names[s_idx]])
             group_offset += n_groups
             for split in SPLITS:
                 parts[split].append(arrays[split])

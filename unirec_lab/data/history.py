@@ -1,14 +1,18 @@
-"""Behaviour histories: for each row, the user's most recent positive items strictly before it in time.
+"""Behaviour histories: for each row, the user's most recent interactions strictly before it in time, each an
+item and the user's feedback on it (positives only, the default, or every interaction: ``history.feedback``).
 
-Leakage rule: a row of split ``s`` only sees positives from splits visible to ``s`` (train sees train; val sees
+Leakage rule: a row of split ``s`` only sees entries from splits visible to ``s`` (train sees train; val sees
 train + val; test sees all), on top of the strictly-earlier-in-time rule. So no val/test interaction can enter a
 train history whatever the split protocol (temporal, leave-one-out, per-user chronological).
 
-Vectorised: positives are sorted by (user, time); each row finds, with one ``searchsorted``, how many of its
-user's visible positives precede it, and gathers the last ``k`` of them. No per-row Python loop.
+Vectorised: entries are sorted by (user, time); each row finds, with one ``searchsorted``, how many of its
+user's visible entries precede it, and gathers the last ``k`` of them. No per-row Python loop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,37 +30,79 @@ def _dense_rank(x: np.ndarray) -> np.ndarray:
     return np.unique(x, return_inverse=True)[1].astype(np.int64)
 
 
+FEEDBACK_MODES = ("positives", "all")
+# history action ids (embedded summed with the item: item ⊕ action); 0 = padding
+ACTION_NEGATIVE, ACTION_POSITIVE = 1, 2
+
+
+def history_settings(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A scenario's ``history`` node, checked: ``feedback`` (positives | all) and ``train_chunk`` (null | int)."""
+    value = dict(value or {})
+    unknown = sorted(set(value) - {"feedback", "train_chunk"})
+    if unknown:
+        raise ValueError(f"scenarios.{name}.history: unknown key(s) {unknown}, expected feedback, train_chunk")
+    fb = value.get("feedback", "positives")
+    if fb not in FEEDBACK_MODES:
+        raise ValueError(f"scenarios.{name}.history.feedback={fb!r}, expected one of {list(FEEDBACK_MODES)}")
+    chunk = value.get("train_chunk")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"scenarios.{name}.history.train_chunk={chunk!r}, expected a positive integer or null")
+    return {"feedback": fb, "train_chunk": chunk}
+
+
 def build_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: np.ndarray,
                     split_level: np.ndarray, k: int, pad: int = -1) -> np.ndarray:
     """Return an ``[n, k]`` int64 array: row ``r``'s last ``k`` visible positive items, oldest first, left-padded.
 
     ``split_level``: 0 train, 1 val, 2 test (see :data:`unirec_lab.features.SPLIT_LEVEL`). Items equal to ``pad`` mark padding.
     """
+    return build_feedback_histories(user, item, label, ts, split_level, k, "positives", pad)[0]
+
+
+def build_feedback_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: np.ndarray,
+                             split_level: np.ndarray, k: int, feedback: str = "positives",
+                             pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """``(items [n, k] int64, actions [n, k] int8)``: row ``r``'s last ``k`` visible interactions, oldest first,
+    left-padded, each with the user's feedback on it (:data:`ACTION_POSITIVE` / :data:`ACTION_NEGATIVE`, 0 on
+    padding). ``feedback="positives"`` keeps positive interactions only (the classic click history, every action
+    positive); ``"all"`` keeps every interaction, so incorrect answers / skips / low ratings enter too.
+
+    The leakage rules are the same for both: strictly earlier in time than the row (never its own label) and
+    only from splits the row's split may see (train sees train; val train + val; test all).
+    """
+    if feedback not in FEEDBACK_MODES:
+        raise ValueError(f"history feedback={feedback!r}, expected one of {list(FEEDBACK_MODES)}")
     n = len(user)
     out = np.full((n, k), pad, dtype=np.int64)
+    act = np.zeros((n, k), dtype=np.int8)
     if n == 0 or k == 0:
-        return out
+        return out, act
     user = np.asarray(user, dtype=np.int64)
     t_rank = _dense_rank(np.asarray(ts))
     n_t = int(t_rank.max()) + 1
     key = user * n_t + t_rank  # orders by (user, time); fits int64 for any realistic size
     pos = np.asarray(label) > 0.5
+    entry = pos if feedback == "positives" else np.ones(n, dtype=bool)
     for level in (0, 1, 2):
         rows = np.flatnonzero(split_level == level)
         if len(rows) == 0:
             continue
-        visible = pos & (split_level <= level)
+        visible = entry & (split_level <= level)
         p_idx = np.flatnonzero(visible)
         order = np.lexsort((p_idx, key[p_idx]))  # stable by time, then original row order
-        p_key = key[p_idx][order]
-        p_item = np.asarray(item, dtype=np.int64)[p_idx][order]
+        p_idx = p_idx[order]
+        p_key = key[p_idx]
+        p_item = np.asarray(item, dtype=np.int64)[p_idx]
+        p_act = np.where(pos[p_idx], ACTION_POSITIVE, ACTION_NEGATIVE).astype(np.int8)
         end = np.searchsorted(p_key, key[rows], side="left")  # strictly earlier in time
-        start = np.searchsorted(p_key, user[rows] * n_t, side="left")  # user's first positive
+        start = np.searchsorted(p_key, user[rows] * n_t, side="left")  # user's first visible entry
         idx = end[:, None] - k + np.arange(k)[None, :]
         ok = idx >= start[:, None]
-        vals = p_item[np.clip(idx, 0, max(len(p_item) - 1, 0))] if len(p_item) else np.full(idx.shape, pad)
-        out[rows] = np.where(ok, vals, pad)
-    return out
+        if len(p_item):
+            safe = np.clip(idx, 0, len(p_item) - 1)
+            out[rows] = np.where(ok, p_item[safe], pad)
+            act[rows] = np.where(ok, p_act[safe], 0)
+    return out, act
 
 
 def pad_histories(lists: list | np.ndarray, k: int, pad: int = -1) -> np.ndarray:

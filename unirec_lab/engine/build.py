@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from unirec_lab.engine.checkpoints import run_signature
-from unirec_lab.engine.config import flat_config
+from unirec_lab.engine.config import ConfigError, flat_config
 from unirec_lab.engine.module import RecLitModule
 from unirec_lab.utils.memory import embedding_bytes, ensure_fits
 
@@ -19,7 +19,8 @@ def build_datamodule(cfg: DictConfig, keys: list[str] | None = None) -> Any:
     """The prepared and set-up data module of ``keys`` (default: every scenario of the config)."""
     keys = list(cfg.scenarios) if keys is None else keys
     scenarios = {k: {"source": hydra.utils.instantiate(cfg.scenarios[k].source),
-                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0))} for k in keys}
+                     "loss_weight": float(cfg.scenarios[k].get("loss_weight", 1.0)),
+                     "history": dict(cfg.scenarios[k].get("history") or {})} for k in keys}
     dm = hydra.utils.instantiate(cfg.data, scenarios=scenarios)
     dm.prepare_data()
     dm.setup()
@@ -42,10 +43,33 @@ def build(cfg: DictConfig, keys: list[str] | None = None) -> tuple[Any, torch.nn
 def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: tuple[str, str] | None = None,
                  ) -> RecLitModule:
     """The LightningModule around ``model``: optimizer, per-scenario loss weights, metrics, config signature."""
+    objectives = build_objectives(cfg, dm.space)
+    for objective in objectives:
+        objective.check(model)
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
-                          metrics=list(cfg.metrics), best_so_far=best_so_far)
+                          metrics=list(cfg.metrics), best_so_far=best_so_far, objectives=objectives)
     module.run_signature = run_signature(flat_config(cfg))
     return module
+
+
+def build_objectives(cfg: DictConfig, space: Any) -> list[Any]:
+    """The configured sequence objectives over ``space``. An objective's ``scenarios`` must be selected ones (a typo
+    fails here); with ``model.mode=separate`` each model gets the objectives of its own scenario only."""
+    out = []
+    for name, node in (cfg.get("objectives") or {}).items():
+        factory = hydra.utils.instantiate(node)
+        wanted = node.get("scenarios")
+        if wanted is None:
+            out.append(factory(space=space))
+            continue
+        unknown = sorted(set(wanted) - set(cfg.scenarios))
+        if unknown:
+            raise ConfigError(f"objectives.{name}.scenarios={unknown}: not among the selected scenarios "
+                              f"{list(cfg.scenarios)}")
+        here = [s for s in wanted if s in space.scenarios]
+        if here:
+            out.append(factory(space=space, scenarios=here))
+    return out
 
 
 def check_embedding_memory(cfg: DictConfig, space: Any) -> None:

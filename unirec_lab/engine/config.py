@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from unirec_lab.data.history import history_settings
 from unirec_lab.data.val_subset import check_budget
 from unirec_lab.evaluation.metrics import metric_fn
 from unirec_lab.utils.rundir import check_experiment_name
@@ -25,6 +26,10 @@ def check_config(cfg: DictConfig) -> None:
     for k in cfg.scenarios:
         if "source" not in cfg.scenarios[k]:
             raise ConfigError(f"scenarios.{k}: no 'source' node (is conf/scenario/{k}.yaml a scenario config?)")
+        try:
+            history_settings(k, cfg.scenarios[k].get("history"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.model.mode not in ("joint", "separate"):
         raise ConfigError(f"model.mode={cfg.model.mode!r}, expected 'joint' or 'separate'")
     for m in cfg.metrics:

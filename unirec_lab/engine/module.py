@@ -6,6 +6,9 @@ logged as ``<stage>/<scenario>/<metric>`` plus ``<stage>/mean/<metric>`` (unweig
 which drives checkpointing and early stopping (``val/mean/auc``). With per-scenario selection the module also
 logs ``val/best_so_far/<metric>``: the mean over scenarios of each scenario's best value so far, which rises
 exactly when some scenario improved, so early stopping waits for the last scenario still improving.
+
+``objectives``: sequence objectives (``unirec_lab.models.objectives``: next item, next response at every history
+position), each ``weight * loss`` on its scenarios' rows, added to the pointwise loss (none by default).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class RecLitModule(pl.LightningModule):
     def __init__(self, model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scenario_names: Sequence[str], loss_weights: Mapping[str, float] | None = None,
                  metrics: Sequence[str] = ("auc", "logloss", "gauc", "ndcg@10"),
-                 scheduler: Callable[..., Any] | None = None, best_so_far: tuple[str, str] | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, best_so_far: tuple[str, str] | None = None,
+                 objectives: Sequence[Callable[[nn.Module, Batch], torch.Tensor]] = ()) -> None:
         """``best_so_far=(metric, "max"|"min")`` logs ``val/best_so_far/<metric>`` (per-scenario selection)."""
         super().__init__()
         if best_so_far is not None and (best_so_far[0] not in metrics or best_so_far[1] not in ("max", "min")):
@@ -47,6 +51,7 @@ class RecLitModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scenario_names = list(scenario_names)
+        self.objectives = list(objectives)
         w = [float((loss_weights or {}).get(s, 1.0)) for s in self.scenario_names]
         if any(x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0:
             raise ValueError(f"loss weights {dict(zip(self.scenario_names, w))}: expected finite, >= 0, not all 0")
@@ -79,7 +84,10 @@ class RecLitModule(pl.LightningModule):
         objective of ``training_step``, also what the plain-loop benchmarks step on."""
         per_s, counts = self.scenario_losses(self.model(batch), batch)
         w = self.loss_weights * (counts > 0)
-        return (w * per_s).sum() / w.sum().clamp(min=1e-12), per_s, counts
+        total = (w * per_s).sum() / w.sum().clamp(min=1e-12)
+        for objective in self.objectives:
+            total = total + objective(self.model, batch)
+        return total, per_s, counts
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, per_s, counts = self.loss(batch)

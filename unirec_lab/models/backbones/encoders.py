@@ -6,6 +6,7 @@ are left-padded (the most recent item is at position ``K - 1``); padded position
 - :class:`MeanPooling`: masked mean.
 - :class:`TargetAttention`: DIN-style attention of the candidate item over the history.
 - :class:`CausalSelfAttention`: SASRec-style causal transformer; the output is the last position's state.
+- :class:`RecurrentEncoder`: DKT-style LSTM (Piech et al., NeurIPS 2015) over the history; the last state.
 """
 
 from __future__ import annotations
@@ -221,6 +222,52 @@ class CausalSelfAttention(nn.Module):
         if self.bucket_by_span and hist.shape[1] > 1:
             return by_history_span(hist, mask, None, lambda h, m, _: self._encode(h, m, last_only=True)[:, -1])
         return self._encode(hist, mask, last_only=True)[:, -1]
+
+
+class RecurrentEncoder(nn.Module):
+    """DKT's recurrent knowledge state (Piech et al., NeurIPS 2015): an LSTM over the history entries (with a
+    feedback-aware history, item ⊕ correctness, DKT's input), projected back to the embedding width.
+
+    Histories are left-padded; each row's real entries are rotated to the front, so the LSTM starts at the row's
+    first real entry (padding never changes a real position's state) and a row's output does not depend on ``K``.
+    ``forward`` returns the state after the most recent entry; ``sequence_outputs`` every position's state.
+    """
+
+    target_dependent = False  # does the output depend on the candidate item? (eval dedupe in the backbone)
+
+    def __init__(self, dim: int, hidden_dim: int = 128, num_layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden_dim < 1 or num_layers < 1:
+            raise ValueError(f"hidden_dim={hidden_dim}, num_layers={num_layers}: expected positive integers")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout}, expected a value in [0, 1)")
+        self.rnn = nn.LSTM(dim, hidden_dim, num_layers=num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_dim, dim)
+
+    def sequence_outputs(self, hist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, K, d]``: the state after each position (zeros at padded positions)."""
+        B, K, d = hist.shape
+        if K == 0:
+            return hist
+        lens = mask.sum(1)
+        shift = (K - lens).unsqueeze(1)
+        ar = torch.arange(K, device=hist.device).unsqueeze(0)
+        front = (ar + shift) % K  # rotated position j holds original position j + shift
+        x = hist.gather(1, front.unsqueeze(-1).expand(B, K, d))
+        # padding now trails the real entries, so it only reaches outputs that are masked below (no packing:
+        # a packed LSTM's backward zero-fills the whole packed gradient once per step)
+        y, _ = self.rnn(x)
+        back = (ar - shift) % K
+        y = y.gather(1, back.unsqueeze(-1).expand(B, K, y.shape[-1]))
+        return self.out(self.drop(y)) * mask.unsqueeze(-1).to(hist.dtype)
+
+    def forward(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B, d]``: the state after the most recent entry (zeros for an empty history)."""
+        if hist.shape[1] == 0:
+            return hist.new_zeros(hist.shape[0], hist.shape[2])
+        return self.sequence_outputs(hist, mask)[:, -1]
 
 
 def _init(m: nn.Module, std: float) -> None:

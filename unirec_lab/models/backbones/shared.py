@@ -4,6 +4,9 @@ user = user id + user fields + history encoder(history item vectors); item = ite
 The interaction ``[u, i, u*i, <u,i>]`` (the dot product is the collaborative-filtering score) feeds a shared
 trunk MLP whose output every scenario head reads. With ``scenario_feature=True`` (the scenario-as-feature
 baseline) an embedding of the row's scenario index is concatenated to the trunk input as one more feature.
+With ``feedback_embedding=True`` a history entry is item ⊕ action: an embedding of the user's feedback on it
+(``history_action``: negative / positive) is summed with the item vector, so an encoder can tell a wrong answer
+or a skip from a correct answer or a click.
 """
 
 from __future__ import annotations
@@ -54,10 +57,19 @@ class SharedBackbone(nn.Module):
     def __init__(self, space: FeatureSpace, history_encoder: Callable[[int], nn.Module],
                  embedding_dim: int = 32, trunk_dims: Sequence[int] = (128, 64), dropout: float = 0.0,
                  init_std: float = 0.02, scenario_feature: bool = False, sparse_embeddings: bool = True,
-                 use_item_id: bool = True) -> None:
+                 feedback_embedding: bool = False, user_id_embedding: bool = True,
+                 item_id_embedding: bool = True) -> None:
+        """``user_id_embedding`` / ``item_id_embedding`` off: users / items are their fields only (e.g. knowledge
+        tracing on unseen students, where a student id can only memorise the training students)."""
         super().__init__()
         self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings,
-                                          use_item_id=use_item_id)
+                                          use_user_id=user_id_embedding, use_item_id=item_id_embedding)
+        self.action_embedding: nn.Embedding | None = None
+        if feedback_embedding:  # 0 padding, 1 negative, 2 positive (unirec_lab.data.history)
+            self.action_embedding = nn.Embedding(3, embedding_dim, padding_idx=0)
+            nn.init.normal_(self.action_embedding.weight, 0.0, init_std)
+            with torch.no_grad():
+                self.action_embedding.weight[0].zero_()
         self.history_encoder = history_encoder(embedding_dim)
         self.scenario_embedding: nn.Embedding | None = None
         in_dim = 3 * embedding_dim + 1
@@ -70,12 +82,38 @@ class SharedBackbone(nn.Module):
         self.embedding_dim = embedding_dim
         self.feature_dims = {"user": embedding_dim, "item": embedding_dim, "dot": 1}
 
+    def history_actions(self, batch: Batch) -> torch.Tensor:
+        """``[B, K]`` feedback ids of the history entries (a batch without them: every real entry positive)."""
+        act = batch.get("history_action")
+        if act is None:
+            return (batch["history"] > 0).long() * 2
+        return act.long()
+
+    def with_actions(self, hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """History vectors ``[B, K, d]`` as item ⊕ action (unchanged without ``feedback_embedding``)."""
+        return hist if self.action_embedding is None else hist + self.action_embedding(actions)
+
+    def sequence_states(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every history position's state (the encoder's ``sequence_outputs`` over item ⊕ action) with what the
+        sequence objectives need: ``states`` ``[B, K, d]`` (position ``t`` has seen entries ``<= t``),
+        ``items`` (the entries' item vectors, no action), ``ids``, ``actions``, ``mask``, ``profile``."""
+        enc = getattr(self.history_encoder, "sequence_outputs", None)
+        if enc is None:
+            raise ValueError(f"history encoder {type(self.history_encoder).__name__} has no per-position states; "
+                             "sequence objectives need backbone=sasrec or backbone=lstm")
+        ids = batch["history"]
+        actions = self.history_actions(batch)
+        items = self.embedding.item_vectors(ids)
+        mask = ids > 0
+        return {"states": enc(self.with_actions(items, actions), mask), "items": items, "ids": ids,
+                "actions": actions, "mask": mask, "profile": self.embedding.user_vectors(batch["user"])}
+
     def user_item(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         hist_ids = batch["history"]
         if not self.training and hist_ids.shape[0] > 1:
             return self._user_item_shared_history(batch)
         both = self.embedding.item_vectors(torch.cat([batch["item"].unsqueeze(1), hist_ids], dim=1))
-        item, hist = both[:, 0], both[:, 1:]
+        item, hist = both[:, 0], self.with_actions(both[:, 1:], self.history_actions(batch))
         user = self.embedding.user_vectors(batch["user"]) + self.history_encoder(hist, hist_ids > 0, item)
         return user, item
 
@@ -83,13 +121,15 @@ class SharedBackbone(nn.Module):
         """Evaluation shortcut, exact: consecutive rows with the same user and history (a candidate list, an
         impression) share one user-side computation. Ranking protocols (1 vs 99) are ~100x cheaper."""
         user_ids, hist_ids = batch["user"], batch["history"]
+        actions = self.history_actions(batch)
         new = torch.ones(len(user_ids), dtype=torch.bool, device=user_ids.device)
-        new[1:] = (user_ids[1:] != user_ids[:-1]) | (hist_ids[1:] != hist_ids[:-1]).any(1)
+        new[1:] = ((user_ids[1:] != user_ids[:-1]) | (hist_ids[1:] != hist_ids[:-1]).any(1)
+                   | (actions[1:] != actions[:-1]).any(1))
         rep = torch.nonzero(new, as_tuple=True)[0]
         run = torch.cumsum(new, 0) - 1
         item = self.embedding.item_vectors(batch["item"])
         hist_rep = hist_ids.index_select(0, rep)
-        hist = self.embedding.item_vectors(hist_rep)
+        hist = self.with_actions(self.embedding.item_vectors(hist_rep), actions.index_select(0, rep))
         static = self.embedding.user_vectors(user_ids.index_select(0, rep))
         if getattr(self.history_encoder, "target_dependent", True):  # unknown encoders: assume they do
             enc = self.history_encoder(hist.index_select(0, run), hist_rep.index_select(0, run) > 0, item)
@@ -103,7 +143,8 @@ class SharedBackbone(nn.Module):
         :meth:`from_vectors` this is the model as a function of vectors (what score explanations need)."""
         hist_ids = batch["history"]
         return {"profile": self.embedding.user_vectors(batch["user"]),
-                "history": self.embedding.item_vectors(hist_ids), "history_mask": hist_ids > 0,
+                "history": self.with_actions(self.embedding.item_vectors(hist_ids), self.history_actions(batch)),
+                "history_mask": hist_ids > 0,
                 "item": self.embedding.item_vectors(batch["item"])}
 
     def from_vectors(self, vecs: dict[str, torch.Tensor], scenario: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,6 +156,10 @@ class SharedBackbone(nn.Module):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         user, item = self.user_item(batch)
         return self._interact(user, item, batch["scenario"])
+
+    def interact(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The trunk on given user / item vectors (sequence objectives score history positions with it)."""
+        return self._interact(user, item, scenario)
 
     def _interact(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         dot = (user * item).sum(-1, keepdim=True)
@@ -130,7 +175,8 @@ class SharedBackbone(nn.Module):
         the profile and embedded history that each candidate attends over."""
         hist_ids = batch["history"]
         static = self.embedding.user_vectors(batch["user"])
-        hist, mask = self.embedding.item_vectors(hist_ids), hist_ids > 0
+        hist = self.with_actions(self.embedding.item_vectors(hist_ids), self.history_actions(batch))
+        mask = hist_ids > 0
         if getattr(self.history_encoder, "target_dependent", True):
             return {"profile": static, "history": hist, "history_mask": mask, "scenario": batch["scenario"]}
         user = static + self.history_encoder(hist, mask, torch.zeros_like(static))  # the target is ignored
@@ -178,4 +224,5 @@ class SharedBackbone(nn.Module):
     def describe(self) -> str:
         enc = type(self.history_encoder).__name__
         sc = ", scenario feature" if self.scenario_embedding is not None else ""
+        sc += ", item ⊕ feedback history" if self.action_embedding is not None else ""
         return f"{type(self).__name__}(d={self.embedding_dim}, history={enc}{sc})"
