@@ -52,6 +52,11 @@ class FeatureSpace:
     item_train_count: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train rows per item
     item_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_items] train positives
     user_train_pos: torch.Tensor | None = field(default=None, repr=False)  # [num_users] train positives
+    # dense (numeric) fields, scaled at prepare time: ``[num_users, len(user_dense_names)]`` floats (0 = padding)
+    user_dense_names: list[str] = field(default_factory=list)
+    item_dense_names: list[str] = field(default_factory=list)
+    user_dense: torch.Tensor | None = field(default=None, repr=False)
+    item_dense: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def num_scenarios(self) -> int:
@@ -61,7 +66,9 @@ class FeatureSpace:
         """Sizes only: what a checkpoint must agree with to be loadable."""
         return {"scenarios": self.scenarios, "num_users": self.num_users, "num_items": self.num_items,
                 "tables": self.tables, "user_slots": [s.__dict__ for s in self.user_slots],
-                "item_slots": [s.__dict__ for s in self.item_slots]}
+                "item_slots": [s.__dict__ for s in self.item_slots],
+                **({"user_dense": self.user_dense_names, "item_dense": self.item_dense_names}
+                   if self.user_dense_names or self.item_dense_names else {})}
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1

@@ -42,8 +42,11 @@ def build(cfg: DictConfig, keys: list[str] | None = None) -> tuple[Any, torch.nn
 def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: tuple[str, str] | None = None,
                  ) -> RecLitModule:
     """The LightningModule around ``model``: optimizer, per-scenario loss weights, metrics, config signature."""
+    sched = cfg.get("scheduler")
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
-                          metrics=list(cfg.metrics), best_so_far=best_so_far)
+                          metrics=list(cfg.metrics), best_so_far=best_so_far,
+                          scheduler=hydra.utils.instantiate(sched) if sched else None,
+                          pooled_metrics=bool(cfg.get("pooled_metrics", False)))
     module.run_signature = run_signature(flat_config(cfg))
     return module
 
