@@ -170,6 +170,10 @@ class TableScenario:
         df = read_table(spec, f"{self.where}.interactions")
         require_columns(df, cols, spec["path"], w)
         used = [c for c in cols.values() if c is not None]
+        sl = self.params.get("slice")
+        if sl and sl["table"] == "interactions" and sl["column"] not in used:  # the slice rule's column too
+            require_columns(df, {"column": sl["column"]}, spec["path"], f"{self.where}.slice")
+            used.append(sl["column"])
         counts = {"rows": int(len(df))}
         df = df[used].dropna().reset_index(drop=True)
         counts["rows_with_missing_values"] = counts["rows"] - int(len(df))
