@@ -57,6 +57,8 @@ class FeatureSpace:
     item_dense_names: list[str] = field(default_factory=list)
     user_dense: torch.Tensor | None = field(default=None, repr=False)
     item_dense: torch.Tensor | None = field(default=None, repr=False)
+    # slices of one dataset share an id range: scenario -> the scenario whose range (and item_scenario) it uses
+    id_owner: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_scenarios(self) -> int:
@@ -69,6 +71,14 @@ class FeatureSpace:
                 "item_slots": [s.__dict__ for s in self.item_slots],
                 **({"user_dense": self.user_dense_names, "item_dense": self.item_dense_names}
                    if self.user_dense_names or self.item_dense_names else {})}
+
+    def item_scenario_of(self, scenario: str) -> torch.Tensor:
+        """``item_scenario`` as seen by ``scenario``: a slice's shared items count as its own (full ranking)."""
+        owner = self.id_owner.get(scenario, scenario)
+        if owner == scenario:
+            return self.item_scenario
+        o, s = self.scenarios.index(owner), self.scenarios.index(scenario)
+        return torch.where(self.item_scenario == o, torch.full_like(self.item_scenario, s), self.item_scenario)
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1

@@ -233,3 +233,18 @@ def test_movielens_swr_domains_have_swrs_counts(tmp_path):
         assert share["train"] == pytest.approx(0.8, abs=0.005) and share["test"] == pytest.approx(0.1, abs=0.005)
         assert [f.name for f in b.spec.user_fields] == ["gender", "occupation", "zip", "age"]
         assert b.users["age"].min() == 0.0 and b.users["age"].max() == 1.0  # min-max (train rows hold every age)
+
+
+def test_full_ranking_of_a_slice_ranks_the_shared_items(tmp_path):
+    from unirec_lab.evaluation.full_ranking import full_ranking_metrics
+    from unirec_lab.models.baselines.mf import MatrixFactorization
+
+    _files(tmp_path)
+    dm = _dm(tmp_path, BY_BAND)
+    sp = dm.space
+    assert sp.id_owner == {"b1": "b0", "b2": "b0"}
+    assert (sp.item_scenario[1:] == 0).all()  # the shared range belongs to the first slice ...
+    assert (sp.item_scenario_of("b2")[1:] == 2).all() and sp.item_scenario_of("b0") is sp.item_scenario
+    model = MatrixFactorization(sp, embedding_dim=4)
+    out = full_ranking_metrics(model, dm.splits, dm.scenario_names, "b2", sp.item_scenario_of("b2"), ks=(5,))
+    assert out["candidates"] == N_ITEMS and 0.0 <= out["recall@5"] <= 1.0  # ... and every slice ranks them all

@@ -114,4 +114,5 @@ def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
         item_slots=item_slots, user_features=torch.from_numpy(user_mat),
         item_features=torch.from_numpy(item_mat), item_scenario=torch.from_numpy(item_scenario),
         user_dense_names=dense_names["user"], item_dense_names=dense_names["item"],
-        user_dense=torch.from_numpy(dense["user"]), item_dense=torch.from_numpy(dense["item"]))
+        user_dense=torch.from_numpy(dense["user"]), item_dense=torch.from_numpy(dense["item"]),
+        id_owner={n: o for n, o in owner.items() if n != o})

@@ -217,7 +217,7 @@ class RunRecipe:
     def full_ranking(self, module: RecLitModule, dm: Any, keys: list[str]) -> dict[str, Any]:
         """Full-ranking metrics of the module's current (tested) weights for the ``keys`` the config lists."""
         fr = self.cfg.get("full_ranking") or {}
-        return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario,
+        return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario_of(k),
                                         ks=list(fr.get("ks") or (10, 20)), max_users=fr.get("max_users"),
                                         seed=int(self.cfg.seed), candidates=fr.get("candidates"))
                 for k in keys if k in (fr.get("scenarios") or [])}
