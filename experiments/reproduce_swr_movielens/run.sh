@@ -28,6 +28,10 @@ if [[ -z "${MODELS:-}" ]]; then
   done
 fi
 export WANDB_MODE=${WANDB_MODE:-offline} OMP_NUM_THREADS=1
+# The 90-minute bound: 36 runs (12 models x 3 seeds) in two slots are 18 rounds; each run trains at most
+# 4.5 minutes (then its best epoch so far is tested, as after early stopping) plus ~30 s to load and test, so the
+# whole script ends within 18 x 5 = 90 minutes however busy the machine. Unloaded, runs stop by patience first.
+GUARD=${GUARD:-"+trainer.max_time=00:00:04:30"}
 
 # SWR's model sizes (run_movielens_rank_multi_domain.py). SharedBottom keeps the fields backbone's bottom MLP
 # [128]; every other SWR model reads the concatenated field embeddings directly (backbone.trunk_dims=[]).
@@ -52,12 +56,12 @@ run_one() {
   mkdir -p "$dir"
   echo "$(date +%T) start $m seed $seed"
   # shellcheck disable=SC2046
-  "$PY" -m unirec_lab.train experiment=swr_movielens model.name="$m" seed="$seed" $(overrides "$m") $EXTRA \
+  "$PY" -m unirec_lab.train experiment=swr_movielens model.name="$m" seed="$seed" $(overrides "$m") $GUARD $EXTRA \
     hydra.run.dir="$dir" > "$dir/stdout.log" 2>&1 || { echo "FAILED $m seed $seed: see $dir/stdout.log"; return 1; }
   echo "$(date +%T) done  $m seed $seed: $(grep -m1 '^wall' "$dir/stdout.log" || true)"
 }
 export -f run_one overrides
-export PY RUNS EXTRA
+export PY RUNS EXTRA GUARD
 
 start=$(date +%s)
 "$PY" -m unirec_lab.cli.prepare scenario=movielens_swr > /dev/null  # the three bundles once, before the jobs
