@@ -34,17 +34,19 @@ export WANDB_MODE=${WANDB_MODE:-offline} OMP_NUM_THREADS=1
 GUARD=${GUARD:-"+trainer.max_time=00:00:04:30"}
 
 # SWR's model sizes (run_movielens_rank_multi_domain.py). SharedBottom keeps the fields backbone's bottom MLP
-# [128]; every other SWR model reads the concatenated field embeddings directly (backbone.trunk_dims=[]).
+# [128]; every other SWR model reads the concatenated field embeddings directly (backbone.trunk_dims=[]). SWR's
+# MLPs (experts, towers, bottom) are Linear -> BatchNorm -> ReLU: head.batch_norm=true.
 overrides() {
   case $1 in
-    sharedbottom) echo "head=mlp head.hidden_dims=[8]";;
-    mmoe) echo "head=mmoe head.num_experts=3 head.expert_dims=[16] head.tower_dims=[8] backbone.trunk_dims=[]";;
+    sharedbottom) echo "head=mlp head.hidden_dims=[8] head.batch_norm=true";;
+    mmoe) echo "head=mmoe head.num_experts=3 head.expert_dims=[16] head.tower_dims=[8] head.batch_norm=true
+                backbone.trunk_dims=[]";;
     ple) echo "head=ple head.num_levels=1 head.specific_experts=2 head.shared_experts=1 head.expert_dims=[16]
-               head.tower_dims=[8] backbone.trunk_dims=[]";;
+               head.tower_dims=[8] head.batch_norm=true backbone.trunk_dims=[]";;
     star) echo "head=star head.hidden_dims=[128,64,32] head.aux_dims=[32] head.extra_inputs=[]
                 backbone.trunk_dims=[]";;
-    saf) echo "model=scenario_as_feature head=mlp head.hidden_dims=[8]";;
-    separate) echo "model=per_scenario head=mlp head.hidden_dims=[8] pooled_metrics=false
+    saf) echo "model=scenario_as_feature head=mlp head.hidden_dims=[8] head.batch_norm=true";;
+    separate) echo "model=per_scenario head=mlp head.hidden_dims=[8] head.batch_norm=true pooled_metrics=false
                     selection.monitor=val/mean/auc";;
     *) echo "head=$1 backbone.trunk_dims=[]";;
   esac
