@@ -24,6 +24,10 @@ HEADS = {
     "ple": functools.partial(PLE, num_levels=1, expert_dims=[16], tower_dims=[8]),
     "star": functools.partial(STAR, hidden_dims=[16, 8], extra_inputs=["user", "item", "dot"]),
     "pepnet": functools.partial(PEPNet, hidden_dims=[16], gate_hidden_dim=8, extra_inputs=["user", "item"]),
+    # SWR's MLP form: Linear -> BatchNorm -> ReLU in towers and experts
+    "mlp_bn": functools.partial(MLPTowers, hidden_dims=[8], batch_norm=True),
+    "mmoe_bn": functools.partial(MMoE, num_experts=3, expert_dims=[16, 8], tower_dims=[8], batch_norm=True),
+    "ple_bn": functools.partial(PLE, num_levels=2, expert_dims=[16], tower_dims=[8], batch_norm=True),
 }
 
 
@@ -100,3 +104,14 @@ def test_dense_values_reach_the_score(slice_dm):
         model.backbone.user_dense.add_(3.0)
         after = model(rows)
     assert (before - after).abs().min() > 0
+
+
+def test_batch_norm_heads_normalise_every_hidden_layer(slice_dm):
+    sp = slice_dm.space
+    mmoe = HEADS["mmoe_bn"](sp, 12)
+    assert [n.num_features for n in mmoe.experts.norms] == [3 * 16, 3 * 8]  # one BatchNorm per expert and layer
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in mmoe.towers.modules()) == 3
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in HEADS["mmoe"](sp, 12).modules())
+    x = torch.randn(64, 12) * 1e-3  # tiny inputs (embeddings ~ N(0, 1e-4)): BatchNorm rescales the experts
+    out = mmoe.experts.train()(x)
+    assert out.shape == (64, 3, 8) and out.std() > 0.1
