@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unirec_lab.features import FeatureSpace, Slot
@@ -103,8 +104,12 @@ class FieldsBackbone(nn.Module):
         parts = [id_table(ids)]
         for s in slots:
             table = self.embedding.tables[_safe(s.table)]
-            parts.append(table(rows[:, s.start]) if s.kind == "categorical"
-                         else table(rows[:, s.start:s.start + s.width]))
+            if s.kind == "categorical":
+                parts.append(table(rows[:, s.start]))
+            elif s.width == 1:  # a bag of at most one value is a plain lookup (same value, faster backward)
+                parts.append(F.embedding(rows[:, s.start], table.weight, padding_idx=0, sparse=self.embedding.sparse))
+            else:
+                parts.append(table(rows[:, s.start:s.start + s.width]))
         parts.append(dense[ids])
         return torch.cat(parts, dim=-1)
 
