@@ -88,8 +88,8 @@ def render(df: pd.DataFrame) -> tuple[str, str]:
     for m in order:
         p = pub.get(m, {})
         total = cell(df, m, TOTAL, "auc")
-        runs = df[(df.model == m) & (df.scenario == TOTAL) & (df.metric == "auc")]
-        rows.append([p.get("name", m), str(len(total)), fmt(total, p.get("total")),
+        runs = df[df.model == m].drop_duplicates("seed")  # one row per run
+        rows.append([p.get("name", m), str(len(runs)), fmt(total, p.get("total")),
                      *(fmt(cell(df, m, d, "auc"), p.get(k)) for d, k in zip(DOMAINS, ("d0", "d1", "d2"), strict=True)),
                      fmt(cell(df, m, TOTAL, "logloss"), p.get("logloss")),
                      f"{runs['wall'].mean():.0f}" if len(runs) else "—",
