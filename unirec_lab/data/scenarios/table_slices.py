@@ -33,7 +33,7 @@ def check_slice(spec: Mapping[str, Any], has_side: dict[str, bool], where: str) 
         raise TableScenarioError(f"{where}.table={table!r}, expected one of {list(SLICE_TABLES)}")
     if table != "interactions" and not has_side[table]:
         raise TableScenarioError(f"{where}.table={table!r} but the scenario has no {table} side table "
-                                 f"(add a {table}: block with path and key)")
+                                 f"(add the {table}: block with path, key and fields)")
     if not spec.get("column"):
         raise TableScenarioError(f"{where}.column is missing (the column whose value picks the slice)")
     values = spec.get("values")
