@@ -1,6 +1,7 @@
 """Side by side with Scenario-Wise Rec's own trainer: the same rows, split, features and model (SharedBottom).
 
     python scripts/bench_swr.py --swr-python /tmp/swrvenv/bin/python --epochs 3
+    python scripts/bench_swr.py --model star --epochs 5     # SWR's Star against our STAR head, same split
 
 SWR is never a dependency: it lives in a scratch virtual environment outside the repository, e.g.
 
@@ -45,12 +46,12 @@ def peak_mb() -> float:
 # ------------------------------------------------------------------------------------------- SWR's side
 
 
-def swr_worker(data: Path, epochs: int, out: Path) -> None:
-    """Runs inside SWR's venv: SWR's SharedBottom and CTRTrainer on the exported arrays."""
+def swr_worker(data: Path, epochs: int, out: Path, model_name: str) -> None:
+    """Runs inside SWR's venv: SWR's model (its script's sizes) and CTRTrainer on the exported arrays."""
     import numpy as np
     import torch
     from scenario_wise_rec.basic.features import DenseFeature, SparseFeature
-    from scenario_wise_rec.models.multi_domain import SharedBottom
+    from scenario_wise_rec.models.multi_domain import SharedBottom, Star
     from scenario_wise_rec.trainers import CTRTrainer
     from scenario_wise_rec.utils.data import TorchDataset
     from torch.utils.data import DataLoader
@@ -67,7 +68,10 @@ def swr_worker(data: Path, epochs: int, out: Path) -> None:
                                     num_workers=0)
     feats = [DenseFeature("age")] + [SparseFeature(c, vocab_size=int(arr[c].max()) + 1, embed_dim=16)
                                      for c in SPARSE]
-    model = SharedBottom(feats, 3, bottom_params={"dims": [128]}, tower_params={"dims": [8]})
+    if model_name == "star":
+        model = Star(feats, 3, fcn_dims=[128, 64, 32], aux_dims=[32])
+    else:
+        model = SharedBottom(feats, 3, bottom_params={"dims": [128]}, tower_params={"dims": [8]})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = CTRTrainer(model, "Movielens", optimizer_params={"lr": 1e-3, "weight_decay": 1e-5}, n_epoch=epochs,
                              earlystop_patience=4, device="cpu", model_path=tmp,
@@ -117,9 +121,14 @@ def export_arrays(cache: Path, path: Path) -> int:
     return int(len(arrays["label"]))
 
 
-def ours(epochs: int, run_dir: Path, env: dict[str, str]) -> dict:
+OURS = {"sharedbottom": ["head=mlp", "head.hidden_dims=[8]", "head.batch_norm=true"],
+        "star": ["head=star", "head.hidden_dims=[128,64,32]", "head.aux_dims=[32]", "head.extra_inputs=[]",
+                 "backbone.trunk_dims=[]"]}
+
+
+def ours(model: str, epochs: int, run_dir: Path, env: dict[str, str]) -> dict:
     """``unirec-train`` with the experiment's config, ``epochs`` epochs, no early stopping; peak memory of it."""
-    args = ["experiment=swr_movielens", "model.name=sharedbottom", "head=mlp", "head.hidden_dims=[8]", "seed=1",
+    args = ["experiment=swr_movielens", f"model.name={model}", *OURS[model], "seed=1",
             f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
             f"hydra.run.dir={run_dir}"]
     code = ("import resource, runpy, sys\nsys.argv = ['unirec-train', *sys.argv[1:]]\ntry:\n"
@@ -137,7 +146,7 @@ def ours(epochs: int, run_dir: Path, env: dict[str, str]) -> dict:
             "domain_auc": [rec["test"][d]["auc"] for d in DOMAINS]}
 
 
-def our_eval_rows_per_s(env_cache: str) -> float:
+def our_eval_rows_per_s(model: str, env_cache: str) -> float:
     """Our evaluation path (test forward + per-domain and pooled AUC / LogLoss) on the test split."""
     import torch
     from hydra import compose, initialize_config_dir
@@ -147,7 +156,7 @@ def our_eval_rows_per_s(env_cache: str) -> float:
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=swr_movielens", "head=mlp", "head.hidden_dims=[8]",
+        cfg = compose("train", overrides=["experiment=swr_movielens", *OURS[model],
                                           f"paths.root_dir={ROOT}", f"paths.cache_dir={env_cache}"],
                       return_hydra_config=False)
     dm, model = build(cfg)
@@ -166,10 +175,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--swr-python", default="/tmp/swrvenv/bin/python", help="the Python of SWR's scratch venv")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--model", choices=sorted(OURS), default="sharedbottom")
     ap.add_argument("--swr-worker", nargs=2, metavar=("ARRAYS", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.swr_worker:
-        swr_worker(Path(args.swr_worker[0]), args.epochs, Path(args.swr_worker[1]))
+        swr_worker(Path(args.swr_worker[0]), args.epochs, Path(args.swr_worker[1]), args.model)
         return 0
     if not Path(args.swr_python).is_file():
         print(f"error: --swr-python {args.swr_python} does not exist (install SWR in a scratch venv: see the "
@@ -183,7 +193,8 @@ def main() -> int:
         n = export_arrays(cache / "bundles", tmp_p / "ml.npz")
         print(f"{n} rows exported; {args.epochs} epochs each side, one thread each, run one after the other")
         t0 = time.perf_counter()
-        proc = subprocess.run([args.swr_python, __file__, "--epochs", str(args.epochs), "--swr-worker",
+        proc = subprocess.run([args.swr_python, __file__, "--epochs", str(args.epochs), "--model", args.model,
+                               "--swr-worker",
                                str(tmp_p / "ml.npz"), str(tmp_p / "swr.json")], env=env, capture_output=True,
                               text=True)
         if proc.returncode:
@@ -193,13 +204,13 @@ def main() -> int:
         swr = json.loads((tmp_p / "swr.json").read_text())
         swr["wall_s"] = time.perf_counter() - t0
         print(f"load after SWR: {load_avg()}")
-        us = ours(args.epochs, tmp_p / "ours", env)
-        us["eval_rows_per_s"] = our_eval_rows_per_s(str(cache))
+        us = ours(args.model, args.epochs, tmp_p / "ours", env)
+        us["eval_rows_per_s"] = our_eval_rows_per_s(args.model, str(cache))
         print(f"load after ours: {load_avg()}")
     rows = [("train samples/s", "train_samples_per_s", "{:,.0f}"), ("eval rows/s", "eval_rows_per_s", "{:,.0f}"),
             ("peak RSS MB", "peak_mb", "{:,.0f}"), ("wall s (whole run)", "wall_s", "{:.1f}"),
             ("test AUC total", "auc", "{:.4f}"), ("test LogLoss total", "logloss", "{:.4f}")]
-    print(f"\n| SharedBottom, {args.epochs} epochs | ours | SWR | ours / SWR |\n|---|---|---|---|")
+    print(f"\n| {args.model}, {args.epochs} epochs | ours | SWR | ours / SWR |\n|---|---|---|---|")
     for label, key, f in rows:
         ratio = us[key] / swr[key] if swr[key] else float("nan")
         print(f"| {label} | {f.format(us[key])} | {f.format(swr[key])} | {ratio:.2f}x |")
