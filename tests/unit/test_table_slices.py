@@ -248,3 +248,24 @@ def test_full_ranking_of_a_slice_ranks_the_shared_items(tmp_path):
     model = MatrixFactorization(sp, embedding_dim=4)
     out = full_ranking_metrics(model, dm.splits, dm.scenario_names, "b2", sp.item_scenario_of("b2"), ks=(5,))
     assert out["candidates"] == N_ITEMS and 0.0 <= out["recall@5"] <= 1.0  # ... and every slice ranks them all
+
+
+def test_pooled_metrics_are_over_every_row():
+    from sklearn.metrics import roc_auc_score
+
+    from unirec_lab.evaluation.metrics import POOLED, ScenarioEvaluator
+
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    batch = {"scenario": torch.randint(0, 3, (n,), generator=g), "label": (torch.rand(n, generator=g) < 0.5).float(),
+             "group": torch.arange(n), "row": torch.arange(n), "user": torch.arange(n), "item": torch.arange(n)}
+    logit = batch["label"] * 0.5 + torch.randn(n, generator=g) + batch["scenario"]  # per-scenario offsets
+    ev = ScenarioEvaluator(["a", "b", "c"], ["auc"], pooled=True)
+    ev.update(batch, logit)
+    res = ev.compute_from(ev.gathered())
+    assert res[POOLED]["rows"] == n
+    assert res[POOLED]["auc"] == pytest.approx(roc_auc_score(batch["label"].numpy(), logit.numpy()))
+    assert res[POOLED]["auc"] != pytest.approx(np.mean([res[s]["auc"] for s in "abc"]))  # pooled, not averaged
+    assert POOLED not in ScenarioEvaluator(["a"], ["auc"]).compute_from(ev.gathered())
+    with pytest.raises(ValueError, match=r"pooled metrics are reported as 'all', which is also a scenario name"):
+        ScenarioEvaluator(["all", "b"], ["auc"], pooled=True)
