@@ -60,6 +60,13 @@ class FeatureSpace:
     # (``shared/text``: one projection for every scenario that has text); empty when no scenario has them
     text_slots: list[Slot] = field(default_factory=list)
     item_text: torch.Tensor | None = field(default=None, repr=False)  # [num_items, sum of dense widths]
+    # dense (numeric) fields, scaled at prepare time: ``[num_users, len(user_dense_names)]`` floats (0 = padding)
+    user_dense_names: list[str] = field(default_factory=list)
+    item_dense_names: list[str] = field(default_factory=list)
+    user_dense: torch.Tensor | None = field(default=None, repr=False)
+    item_dense: torch.Tensor | None = field(default=None, repr=False)
+    # slices of one dataset share an id range: scenario -> the scenario whose range (and item_scenario) it uses
+    id_owner: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_scenarios(self) -> int:
@@ -70,7 +77,17 @@ class FeatureSpace:
         return {"scenarios": self.scenarios, "num_users": self.num_users, "num_items": self.num_items,
                 "tables": self.tables, "user_slots": [s.__dict__ for s in self.user_slots],
                 "item_slots": [s.__dict__ for s in self.item_slots],
-                **({"text_slots": [s.__dict__ for s in self.text_slots]} if self.text_slots else {})}
+                **({"text_slots": [s.__dict__ for s in self.text_slots]} if self.text_slots else {}),
+                **({"user_dense": self.user_dense_names, "item_dense": self.item_dense_names}
+                   if self.user_dense_names or self.item_dense_names else {})}
+
+    def item_scenario_of(self, scenario: str) -> torch.Tensor:
+        """``item_scenario`` as seen by ``scenario``: a slice's shared items count as its own (full ranking)."""
+        owner = self.id_owner.get(scenario, scenario)
+        if owner == scenario:
+            return self.item_scenario
+        o, s = self.scenarios.index(owner), self.scenarios.index(scenario)
+        return torch.where(self.item_scenario == o, torch.full_like(self.item_scenario, s), self.item_scenario)
 
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         if scenario in self.item_global:

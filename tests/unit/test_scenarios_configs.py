@@ -14,10 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCEN = ROOT / "conf" / "scenario"
 # `_template.yaml` (the user's table scenario template) is covered by tests/unit/test_table_scenario.py
 REAL = sorted(p.stem for p in SCEN.glob("*.yaml")
-              if not p.stem.startswith(("synthetic", "_")) and p.stem != "real")
+              if not p.stem.startswith(("synthetic", "_")) and p.stem != "real"
+              and p.read_text().splitlines()[0] != "# @package scenarios")
 # scenarios with a key of their own instead of a domain variant's key, so they combine in one run (NeMig EN + DE
 # share one text tower)
 OWN_KEY = {"news_nemig", "news_nemig_de"}
+# slice sets: one file, several scenarios (slices of one dataset sharing an id space), `# @package scenarios`
+SLICE_SETS = sorted(p.stem for p in SCEN.glob("*.yaml") if p.read_text().splitlines()[0] == "# @package scenarios")
 
 
 def _compose(scenario: str, tmp_path: Path):
@@ -61,3 +64,27 @@ def test_prepare_defaults_to_synthetic(tmp_path):
         cfg = compose("prepare", overrides=[f"paths.root_dir={ROOT}"])
     assert cfg.force is False and str(cfg.cache_dir).endswith("/bundles")
     assert cfg.scenarios.news.source._target_.endswith("SyntheticScenario")
+
+
+def test_movielens_swr_is_a_slice_set():
+    assert SLICE_SETS == ["movielens_swr"]
+
+
+@pytest.mark.parametrize("name", SLICE_SETS)
+def test_slice_set_config(name, tmp_path):
+    """Every slice of a set: a table source under paths.raw_dir, named as its key, sharing one id space and one
+    pooled split, with a distinct slice rule; instantiable without reading anything."""
+    cfg = _compose(name, tmp_path)
+    keys = list(cfg.scenarios)
+    assert len(keys) >= 2
+    spaces, rules = set(), []
+    for key in keys:
+        node = cfg.scenarios[key]
+        assert node.loss_weight == 1.0 and isinstance(node.protocol, str) and "\n" not in node.protocol
+        assert node.source.base_dir.startswith(str(tmp_path))
+        src = hydra.utils.instantiate(node.source)
+        assert src.name == key and src.params["split"]["scope"] == "pooled"
+        spaces.add(src.params["id_space"])
+        rules.append((src.params["slice"]["column"], tuple(src.params["slice"]["values"])))
+        assert all(p.startswith(str(tmp_path)) for p in src.files["interactions"]["paths"])
+    assert len(spaces) == 1 and len(set(rules)) == len(rules)

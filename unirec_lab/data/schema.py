@@ -7,7 +7,7 @@ A bundle is a directory holding
   explicit behaviour history, e.g. MIND's click history; otherwise it is derived from earlier positives);
 - ``users.parquet`` / ``items.parquet``: one row per id (column ``user`` / ``item``) plus feature columns.
   Categorical fields are int (``0`` = missing, values ``1..vocab_size-1``); multi-valued and text fields are
-  ``list<int>`` with the same convention;
+  ``list<int>`` with the same convention; dense fields are finite floats, already scaled (train statistics);
 - ``feature_spec.json``: sizes and every field's kind, vocabulary size and namespace (models read sizes from here);
 - ``stats.json``: counts, density, label rate and provenance;
 - ``MANIFEST.json``: every file above with its size and sha256, written last (``unirec_lab/utils/manifest.py``):
@@ -33,7 +33,7 @@ from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
 
-FIELD_KINDS = ("categorical", "multi", "text", "text_embedding")
+FIELD_KINDS = ("categorical", "multi", "text", "text_embedding", "dense")
 BUNDLE_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "feature_spec.json", "stats.json")
 SPEC_VERSION = 1
 
@@ -79,6 +79,9 @@ class FeatureSpec:
     max_history_len: int = 0
     label: str = ""
     version: int = SPEC_VERSION
+    # scenarios naming the same id space are slices of one dataset: one user / item id range (and, through
+    # ``shared:`` field namespaces, one field vocabulary) for all of them; "" = the scenario's own ids
+    id_space: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -114,6 +117,10 @@ def _check_field(df: pd.DataFrame, f: FieldSpec, where: str) -> None:
     col = df[f.name]
     if f.kind == "text_embedding":
         _check_text_embedding(col, f, where)
+    if f.kind == "dense":
+        vals = col.to_numpy()
+        if not np.issubdtype(vals.dtype, np.floating) or not np.isfinite(vals).all():
+            raise BundleError(f"{where}: dense field {f.name!r} must hold finite floats (dtype {vals.dtype})")
         return
     if f.kind == "categorical":
         vals = col.to_numpy()

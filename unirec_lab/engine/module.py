@@ -41,8 +41,10 @@ class RecLitModule(pl.LightningModule):
                  scenario_names: Sequence[str], loss_weights: Mapping[str, float] | None = None,
                  metrics: Sequence[str] = ("auc", "logloss", "gauc", "ndcg@10"),
                  scheduler: Callable[..., Any] | None = None, best_so_far: tuple[str, str] | None = None,
-                 objectives: Sequence[Callable[[nn.Module, Batch], torch.Tensor]] = ()) -> None:
-        """``best_so_far=(metric, "max"|"min")`` logs ``val/best_so_far/<metric>`` (per-scenario selection)."""
+                 objectives: Sequence[Callable[[nn.Module, Batch], torch.Tensor]] = (),
+                 pooled_metrics: bool = False) -> None:
+        """``best_so_far=(metric, "max"|"min")`` logs ``val/best_so_far/<metric>`` (per-scenario selection);
+        ``pooled_metrics`` logs ``<stage>/all/<metric>`` over all scenarios' rows together too."""
         super().__init__()
         if best_so_far is not None and (best_so_far[0] not in metrics or best_so_far[1] not in ("max", "min")):
             raise ValueError(f"best_so_far={best_so_far}: expected (one of {list(metrics)}, 'max' or 'min')")
@@ -57,8 +59,8 @@ class RecLitModule(pl.LightningModule):
             raise ValueError(f"loss weights {dict(zip(self.scenario_names, w))}: expected finite, >= 0, not all 0")
         self.register_buffer("loss_weights", torch.tensor(w), persistent=False)
         self.metric_names = list(metrics)
-        self.val_eval = ScenarioEvaluator(self.scenario_names, self.metric_names)
-        self.test_eval = ScenarioEvaluator(self.scenario_names, self.metric_names)
+        self.val_eval = ScenarioEvaluator(self.scenario_names, self.metric_names, pooled=pooled_metrics)
+        self.test_eval = ScenarioEvaluator(self.scenario_names, self.metric_names, pooled=pooled_metrics)
         self.test_results: dict[str, dict[str, float]] = {}
         self.val_history: list[dict[str, Any]] = []
         self.train_rows_seen = 0
@@ -123,7 +125,7 @@ class RecLitModule(pl.LightningModule):
                 if m != "rows":
                     flat[f"{stage}/{scen}/{m}"] = float(v)
         for m in self.metric_names:
-            vals = [res[s][m] for s in res if math.isfinite(res[s][m])]
+            vals = [res[s][m] for s in self.scenario_names if s in res and math.isfinite(res[s][m])]
             flat[f"{stage}/mean/{m}"] = float(sum(vals) / len(vals)) if vals else float("nan")
         # every rank computed the same gathered values; log without another reduction
         self.log_dict(flat, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=False)

@@ -34,6 +34,7 @@ from unirec_lab.engine.resume import PART_FILE, latest_checkpoint, load_part, pa
 from unirec_lab.engine.selection import SelectionPlan
 from unirec_lab.engine.signals import StopOnSignal
 from unirec_lab.evaluation.full_ranking import full_ranking_metrics
+from unirec_lab.evaluation.metrics import POOLED
 from unirec_lab.evaluation.slices import slice_masks
 from unirec_lab.models.unified import count_parameters
 from unirec_lab.results.record import RESULT_FILE, git_sha, package_versions, write_result
@@ -206,16 +207,18 @@ class RunRecipe:
             trainer.test(module, dataloaders=loader, ckpt_path=path, verbose=False, weights_only=True)
             keys = list(dm.scenario_names) if group is None else group
             test.update({k: module.test_results[k] for k in keys})
+            if group is None and POOLED in module.test_results:  # one checkpoint for all: its pooled metrics
+                test[POOLED] = module.test_results[POOLED]
             slices.update({k: module.test_slice_results[k] for k in keys if k in module.test_slice_results})
             full.update(self.full_ranking(module, dm, keys))
         order = list(dm.scenario_names)
-        return ({k: test[k] for k in order if k in test}, {k: slices[k] for k in order if k in slices},
+        return ({k: test[k] for k in [*order, POOLED] if k in test}, {k: slices[k] for k in order if k in slices},
                 {k: full[k] for k in order if k in full})
 
     def full_ranking(self, module: RecLitModule, dm: Any, keys: list[str]) -> dict[str, Any]:
         """Full-ranking metrics of the module's current (tested) weights for the ``keys`` the config lists."""
         fr = self.cfg.get("full_ranking") or {}
-        return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario,
+        return {k: full_ranking_metrics(module.model, dm.splits, dm.scenario_names, k, dm.space.item_scenario_of(k),
                                         ks=list(fr.get("ks") or (10, 20)), max_users=fr.get("max_users"),
                                         seed=int(self.cfg.seed), candidates=fr.get("candidates"))
                 for k in keys if k in (fr.get("scenarios") or [])}
@@ -242,7 +245,7 @@ class RunRecipe:
             "config": resolved_config(cfg), "config_flat": flat_config(cfg), "git_sha": git_sha(),
             "packages": package_versions(),
             "selection": {k: p.selection for k, p in parts.items()} if separate else first.selection,
-            "test": {k: merged["test"][k] for k in keys},
+            "test": {k: merged["test"][k] for k in [*keys, POOLED] if k in merged["test"]},
             "test_slices": {k: merged["test_slices"][k] for k in keys if k in merged["test_slices"]},
             "test_full_ranking": {k: merged["test_full_ranking"][k] for k in keys
                                   if k in merged["test_full_ranking"]},

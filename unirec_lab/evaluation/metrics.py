@@ -146,12 +146,20 @@ COLUMNS = {"row": torch.int64, "scenario": torch.int64, "label": torch.float32, 
            "logit": torch.float32}
 
 
+POOLED = "all"  # the key of the pooled metrics (every scenario's rows together)
+
+
 class ScenarioEvaluator:
     """Collects one evaluation epoch and computes ``{scenario: {metric: value}}``."""
 
-    def __init__(self, scenarios: Sequence[str], metrics: Sequence[str]) -> None:
+    def __init__(self, scenarios: Sequence[str], metrics: Sequence[str], pooled: bool = False) -> None:
+        """``pooled``: also ``{POOLED: metrics over every row of every scenario}`` (SWR's "total" AUC)."""
         if not metrics:
             raise ValueError("metrics is empty; valid: " + VALID_METRICS)
+        if pooled and POOLED in scenarios:
+            raise ValueError(f"pooled metrics are reported as {POOLED!r}, which is also a scenario name; "
+                             "rename that scenario")
+        self.pooled = pooled
         self.scenarios = list(scenarios)
         self.metrics = {m: metric_fn(m) for m in metrics}
         self.reset()
@@ -186,4 +194,8 @@ class ScenarioEvaluator:
             y, z, g = data["label"][m], data["logit"][m].astype(np.float64), data["group"][m]
             out[name] = {k: fn(y, z, g) for k, fn in self.metrics.items()}
             out[name]["rows"] = int(m.sum())
+        if self.pooled and len(data["label"]):
+            y, z, g = data["label"], data["logit"].astype(np.float64), data["group"]
+            out[POOLED] = {k: fn(y, z, g) for k, fn in self.metrics.items()}
+            out[POOLED]["rows"] = int(len(y))
         return out

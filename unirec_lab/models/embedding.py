@@ -56,6 +56,15 @@ class FeatureEmbedding(nn.Module):
             nn.init.normal_(lin.weight, 0.0, init_std)
         if self.text_slots:
             self.register_buffer("item_text", space.item_text.clone(), persistent=False)
+        # dense (numeric) fields: their scaled values projected into the vector, added like a field's embedding
+        self.user_dense_proj = self._dense_projection(space.user_dense, "user_dense")
+        self.item_dense_proj = self._dense_projection(space.item_dense, "item_dense")
+
+    def _dense_projection(self, values: torch.Tensor | None, name: str) -> nn.Linear | None:
+        if values is None or values.shape[1] == 0:
+            return None
+        self.register_buffer(name, values.float().clone(), persistent=False)
+        return nn.Linear(values.shape[1], self.dim, bias=False)
 
     def _pool(self, feats: torch.Tensor, slots: list[Slot]) -> torch.Tensor | None:
         """Sum over slots of each slot's vector; ``feats`` is ``[N, cols]``. A bag slot is computed only for
@@ -85,6 +94,9 @@ class FeatureEmbedding(nn.Module):
     def _item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.item_id(ids) if self.use_item_id else None
         pooled = self._pool(self.item_features[ids], self.item_slots)
+        if self.item_dense_proj is not None:
+            dense = self.item_dense_proj(self.item_dense[ids])
+            pooled = dense if pooled is None else pooled + dense
         out = pooled if out is None else (out if pooled is None else out + pooled)
         for s in self.text_slots:
             text = self.text_proj[_safe(s.table)](self.item_text[ids, s.start:s.start + s.width])
@@ -96,6 +108,9 @@ class FeatureEmbedding(nn.Module):
     def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.user_id(ids) if self.use_user_id else None
         pooled = self._pool(self.user_features[ids.reshape(-1)], self.user_slots)
+        if self.user_dense_proj is not None:
+            dense = self.user_dense_proj(self.user_dense[ids.reshape(-1)])
+            pooled = dense if pooled is None else pooled + dense
         pooled = None if pooled is None else pooled.reshape(*ids.shape, self.dim)
         if out is None and pooled is None:
             return torch.zeros(*ids.shape, self.dim, device=ids.device, dtype=self.item_id.weight.dtype)

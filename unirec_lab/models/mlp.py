@@ -8,8 +8,9 @@ from torch import nn
 
 
 def mlp(in_dim: int, dims: Sequence[int], dropout: float = 0.0, out_dim: int | None = None,
-        activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """``Linear -> act -> dropout`` per hidden dim, then an optional linear output layer."""
+        activation: type[nn.Module] = nn.ReLU, batch_norm: bool = False) -> nn.Sequential:
+    """``Linear -> [BatchNorm] -> act -> dropout`` per hidden dim, then an optional linear output layer
+    (``batch_norm``: the form of the CTR libraries' MLPs, e.g. Scenario-Wise Rec's)."""
     if any(d <= 0 for d in dims):
         raise ValueError(f"hidden dims must be positive, got {list(dims)}")
     if not 0.0 <= dropout < 1.0:
@@ -17,7 +18,7 @@ def mlp(in_dim: int, dims: Sequence[int], dropout: float = 0.0, out_dim: int | N
     layers: list[nn.Module] = []
     d = in_dim
     for h in dims:
-        layers += [nn.Linear(d, h), activation()]
+        layers += [nn.Linear(d, h), *([nn.BatchNorm1d(h)] if batch_norm else []), activation()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         d = h

@@ -11,7 +11,10 @@ prepares a bundle with the same contract as the shipped loaders (``data/schema.p
 - ``negatives``: ``train`` sampled items per train positive, ``eval`` sampled items per val/test positive (the
   1-vs-N protocol, grouped per user and split), uniform over items the user never interacted with, seeded
   (``seed``) and therefore fixed across runs;
-- ``users`` / ``items``: side tables whose columns become categorical / multi / text fields (table_fields.py).
+- ``users`` / ``items``: side tables whose columns become categorical / multi / text / dense fields
+  (table_fields.py);
+- ``slice`` + ``id_space`` + ``split.scope``: scenarios as slices of one dataset sharing one id space and one
+  pooled split (table_slices.py).
 
 No MANIFEST.tsv is needed: the fingerprint holds every parameter and the sha256 of every file read, and an
 optional ``sha256`` per file pins it. Dense ids follow the sorted raw ids (as the shipped loaders do).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +49,13 @@ from unirec_lab.data.scenarios.table_io import (
     read_table,
     require_columns,
 )
+from unirec_lab.data.scenarios.table_slices import check_slice, scale_dense, slice_mask
 from unirec_lab.features import SPLITS
 
 COLUMN_KEYS = ("user", "item", "timestamp", "rating", "label", "group")
 LABEL_RULES = ("implicit", "threshold", "column")
-SPLIT_KEYS = ("protocol", "val_frac", "test_frac", "min_user_rows")
+SPLIT_KEYS = ("protocol", "val_frac", "test_frac", "min_user_rows", "scope")
+SPLIT_SCOPES = ("scenario", "pooled")
 NEGATIVE_KEYS = ("train", "eval")
 
 
@@ -62,7 +68,8 @@ class TableScenario:
                  label: Mapping[str, Any] | None = None, split: Mapping[str, Any] | None = None,
                  negatives: Mapping[str, Any] | None = None, users: Mapping[str, Any] | None = None,
                  items: Mapping[str, Any] | None = None, dedupe: bool = False, seed: int = 0,
-                 base_dir: str | None = None) -> None:
+                 base_dir: str | None = None, slice: Mapping[str, Any] | None = None,  # noqa: A002
+                 id_space: str | None = None) -> None:
         if not name:
             raise TableScenarioError("TableScenario: name (the scenario key) must be non-empty")
         self.name = str(name)
@@ -88,9 +95,18 @@ class TableScenario:
                 self.files[entity] = check_side_spec(as_mapping(spec, f"{w}.{entity}"), base, f"{w}.{entity}")
         if dedupe not in (True, False):
             raise TableScenarioError(f"{w}.dedupe={dedupe!r}, expected true or false")
+        sl = None if slice is None else check_slice(
+            as_mapping(slice, f"{w}.slice"), {k: k in self.files for k in ("users", "items")}, f"{w}.slice")
+        if id_space is not None and (not isinstance(id_space, str) or not id_space.strip()):
+            raise TableScenarioError(f"{w}.id_space={id_space!r}, expected a non-empty name (or null)")
+        if spl.get("scope") == "pooled" and not id_space:
+            raise TableScenarioError(f"{w}.split.scope=pooled needs id_space (the name every slice of the pool "
+                                     "shares; it seeds the one pooled split)")
         self.where = w
         self.params = {"files": self.files, "columns": cols, "label": lab, "split": spl, "negatives": neg,
                        "dedupe": bool(dedupe), "seed": int(seed)}
+        # only when used, so the fingerprints (and cached bundles) of plain table scenarios stay as they were
+        self.params.update({k: v for k, v in (("slice", sl), ("id_space", id_space or None)) if v})
 
     @staticmethod
     def _check_label(lab: dict[str, Any], cols: dict[str, str | None], w: str) -> dict[str, Any]:
@@ -111,7 +127,10 @@ class TableScenario:
         if protocol not in PROTOCOLS:
             raise TableScenarioError(f"{w}.split.protocol={protocol!r}, expected one of {list(PROTOCOLS)}")
         out = {"protocol": protocol, "val_frac": float(spl.get("val_frac", 0.1)),
-               "test_frac": float(spl.get("test_frac", 0.1)), "min_user_rows": int(spl.get("min_user_rows", 3))}
+               "test_frac": float(spl.get("test_frac", 0.1)), "min_user_rows": int(spl.get("min_user_rows", 3)),
+               **({"scope": spl["scope"]} if spl.get("scope", "scenario") != "scenario" else {})}
+        if out.get("scope", "scenario") not in SPLIT_SCOPES:
+            raise TableScenarioError(f"{w}.split.scope={out['scope']!r}, expected one of {list(SPLIT_SCOPES)}")
         if not (0 < out["val_frac"] < 1 and 0 < out["test_frac"] < 1 and out["val_frac"] + out["test_frac"] < 1):
             raise TableScenarioError(f"{w}.split: val_frac={out['val_frac']} and test_frac={out['test_frac']} must "
                                      "each be in (0, 1) with a sum below 1")
@@ -123,6 +142,10 @@ class TableScenario:
 
     def rng(self, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.params["seed"], zlib.crc32(self.name.encode()), salt])
+
+    def pool_rng(self) -> np.random.Generator:
+        """The pooled split's stream: seeded by the id space, so every slice of the pool draws the same split."""
+        return np.random.default_rng([self.params["seed"], zlib.crc32(str(self.params.get("id_space")).encode()), 0])
 
     def hashes(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -147,6 +170,10 @@ class TableScenario:
         df = read_table(spec, f"{self.where}.interactions")
         require_columns(df, cols, spec["path"], w)
         used = [c for c in cols.values() if c is not None]
+        sl = self.params.get("slice")
+        if sl and sl["table"] == "interactions" and sl["column"] not in used:  # the slice rule's column too
+            require_columns(df, {"column": sl["column"]}, spec["path"], f"{self.where}.slice")
+            used.append(sl["column"])
         counts = {"rows": int(len(df))}
         df = df[used].dropna().reset_index(drop=True)
         counts["rows_with_missing_values"] = counts["rows"] - int(len(df))
@@ -242,14 +269,63 @@ class TableScenario:
                 f"train positive; {neg['eval']} per val/test positive; ts = {cols['timestamp'] or 'file order'}; "
                 f"grouped by {group_by}")
 
-    def _build(self) -> BuiltBundle:
-        p, cols = self.params, self.params["columns"]
+    def _rows(self) -> tuple[pd.DataFrame, np.ndarray, dict[str, int], dict[str, Any]]:
+        """The observed rows with dense ids, labels and split levels (``df`` gets ``_user``, ``_item``,
+        ``_label``, ``_level``), cut to the slice. With an id space the ids (and a pooled split) come from the
+        whole table, so every slice of it agrees on them; ``pool`` keeps the whole table's ids, train rows."""
+        p, cols, w = self.params, self.params["columns"], self.where
         df, ts, counts = self._observed()
+        keep = slice_mask(df, cols, p.get("slice"), self.files, f"{w}.slice") if p.get("slice") else None
+        if keep is not None and not p.get("id_space"):  # a slice with its own ids: cut first
+            df, ts, keep = df[keep].reset_index(drop=True), ts[keep], None
         user, user_ids = dense_ids(df[cols["user"]])
         item, item_ids = dense_ids(df[cols["item"]])
+        df = df.assign(_user=user, _item=item, _label=self._labels(df), _ts=ts)
+        pool: dict[str, Any] = {"user_ids": user_ids, "item_ids": item_ids}
+        if p["split"].get("scope") == "pooled":
+            df["_level"] = split_levels_for(p["split"]["protocol"], user, ts, p["split"], self.pool_rng())
+            pool["train_users"] = user[df["_level"].to_numpy() == 0]
+            pool["train_items"] = item[df["_level"].to_numpy() == 0]
+        if keep is not None:
+            counts["rows_outside_slice"] = int((~keep).sum())
+            df = df[keep].reset_index(drop=True)
+        if p["split"].get("scope") != "pooled":
+            df["_level"] = split_levels_for(p["split"]["protocol"], df["_user"].to_numpy(), df["_ts"].to_numpy(),
+                                            p["split"], self.rng(0))
+        return df, df.pop("_ts").to_numpy(np.int64), counts, pool
+
+    def _dense(self, users: pd.DataFrame, items: pd.DataFrame, user_fields: list, item_fields: list,
+               train_users: np.ndarray, train_items: np.ndarray) -> dict[str, Any]:
+        """Scale the dense fields with the statistics of the training rows (their users' / items' values)."""
+        out: dict[str, Any] = {}
+        for entity, frame, fields, rows in (("users", users, user_fields, train_users),
+                                            ("items", items, item_fields, train_items)):
+            scale = {f["name"]: f["scale"] for f in self.files.get(entity, {}).get("fields", [])}
+            for how in ("minmax", "standard", "none"):
+                names = [f.name for f in fields if f.kind == "dense" and scale.get(f.name) == how]
+                if names:
+                    out.update(scale_dense(frame, names, rows, how))
+        return out
+
+    def _shared_fields(self, fields: list, entity: str) -> list:
+        """Slices of one id space share their field tables: private fields (a vocabulary built from the whole
+        side table, the same in every slice) move to the namespace ``shared:<id_space>/<entity>/<field>``."""
+        space = self.params.get("id_space")
+        if not space:
+            return fields
+        if self.params["split"].get("scope") != "pooled":  # dense values are scaled per slice: keep them private
+            return [f if f.namespace != "private" or f.kind == "dense"
+                    else replace(f, namespace=f"shared:{space}/{entity}/{f.name}") for f in fields]
+        return [f if f.namespace != "private" else replace(f, namespace=f"shared:{space}/{entity}/{f.name}")
+                for f in fields]
+
+    def _build(self) -> BuiltBundle:
+        p, cols = self.params, self.params["columns"]
+        df, ts, counts, pool = self._rows()
+        user_ids, item_ids = pool["user_ids"], pool["item_ids"]
+        user, item = df["_user"].to_numpy(), df["_item"].to_numpy()
         nu, ni = len(user_ids), len(item_ids)
-        label = self._labels(df)
-        level = split_levels_for(p["split"]["protocol"], user, ts, p["split"], self.rng(0))
+        label, level = df["_label"].to_numpy(np.float32), df["_level"].to_numpy(np.int64)
         self._check_splits(level, user)
         if cols["group"] is not None:
             group, group_by = dense_ids(df[cols["group"]])[0], f"column {cols['group']!r}"
@@ -269,10 +345,18 @@ class TableScenario:
         inter = interactions_frame(rows["user"], rows["item"], rows["label"], rows["ts"], rows["level"],
                                    rows["group"], rating=rows.get("rating"))
         users, items, user_fields, item_fields, side_info = self._side_tables(user_ids, item_ids)
+        train = level == 0
+        dense = self._dense(users, items, user_fields, item_fields, pool.get("train_users", user[train]),
+                            pool.get("train_items", item[train]))
+        if dense:
+            side_info["dense_scaling"] = dense
+        user_fields, item_fields = self._shared_fields(user_fields, "user"), self._shared_fields(item_fields, "item")
         spec = make_spec(self.name, nu, ni, user_fields, item_fields, label=self._rule_text(),
                          protocol=self._protocol(group_by), group_by=group_by,
                          dataset=f"table:{Path(self.files['interactions']['paths'][0]).name}",
                          eval_negatives=k_ev, train_negatives=k_tr)
+        if p.get("id_space"):
+            spec = replace(spec, id_space=str(p.get("id_space")))
         prov = {"raw_counts": {**counts, "users": int(nu), "items": int(ni), "interactions": int(len(user))},
                 "side_tables": side_info, "raw_user_ids": "dense id = rank of the raw user id",
                 "raw_item_ids": "dense id = rank of the raw item id"}

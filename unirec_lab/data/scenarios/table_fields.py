@@ -4,7 +4,9 @@ A side table has its own file spec, a ``key`` column (the raw user / item id) an
 field is one column turned into
 - ``categorical``: one value per row;
 - ``multi``: a ``sep``-separated list of values (first ``max_len`` distinct ones, in file order);
-- ``text``: lowercase words, first ``max_len`` (the same tokenizer as the shipped loaders).
+- ``text``: lowercase words, first ``max_len`` (the same tokenizer as the shipped loaders);
+- ``dense``: a number, scaled by ``scale`` (minmax | standard | none) with training-row statistics once the
+  split is known (``table_slices.scale_dense``); read here as raw floats.
 
 Namespace ``private`` gives the field its own vocabulary (sorted distinct values ``1..V``; text: this
 scenario's words). ``shared:<name>`` puts it in a table shared with every scenario naming the same namespace,
@@ -38,11 +40,11 @@ from unirec_lab.data.scenarios.table_io import (
 )
 from unirec_lab.data.schema import FieldSpec
 
-KINDS = ("categorical", "multi", "text")
-FIELD_KEYS = ("column", "name", "kind", "sep", "max_len", "namespace", "buckets")
+KINDS = ("categorical", "multi", "text", "dense")
+FIELD_KEYS = ("column", "name", "kind", "sep", "max_len", "namespace", "buckets", "scale")
 SIDE_KEYS = (*FILE_KEYS, "key", "fields")
 DEFAULT_SHARED_BUCKETS = 1 << 14  # hashed categorical / multi values in a shared namespace
-DEFAULT_MAX_LEN = {"categorical": 1, "multi": 20, "text": 32}
+DEFAULT_MAX_LEN = {"categorical": 1, "multi": 20, "text": 32, "dense": 1}
 
 
 def check_field(f: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -69,8 +71,13 @@ def check_field(f: Mapping[str, Any], where: str) -> dict[str, Any]:
     sep = f.get("sep", "|" if kind == "multi" else None)
     if kind == "multi" and not sep:
         raise TableScenarioError(f"{where}.sep is empty; a multi field needs the separator of its values")
+    scale = f.get("scale", "minmax" if kind == "dense" else None)
+    if kind == "dense" and scale not in ("minmax", "standard", "none"):
+        raise TableScenarioError(f"{where}.scale={scale!r}, expected one of ['minmax', 'standard', 'none']")
+    if kind != "dense" and f.get("scale") is not None:
+        raise TableScenarioError(f"{where}.scale is only for kind: dense (this field is {kind})")
     return {"column": str(f["column"]), "name": name, "kind": kind, "sep": sep, "max_len": max_len,
-            "namespace": ns, "buckets": buckets}
+            "namespace": ns, "buckets": buckets, "scale": scale}
 
 
 def check_side_spec(spec: Mapping[str, Any], base_dir: Path, where: str) -> dict[str, Any]:
@@ -136,7 +143,17 @@ def side_table(spec: Mapping[str, Any], raw_ids: np.ndarray, entity: str, where:
     info: dict[str, Any] = {"rows_matched": int(keep.sum()), "rows_unmatched": int((~keep).sum())}
     for f in spec["fields"]:
         col = df[f["column"]]
-        if f["kind"] == "categorical":
+        if f["kind"] == "dense":
+            num = pd.to_numeric(col, errors="coerce")
+            bad = num.isna() & col.notna()
+            if bad.any():
+                raise TableScenarioError(f"{spec['path']}: dense field column {f['column']!r} ({where}) has "
+                                         f"non-numeric value {col[bad].iloc[0]!r}")
+            values = np.full(n, np.nan)
+            values[owner] = num.to_numpy(np.float64)
+            out[f["name"]] = values  # raw; scaled with train statistics by the scenario (table_slices.scale_dense)
+            specs.append(FieldSpec(f["name"], "dense", 0, f["namespace"]))
+        elif f["kind"] == "categorical":
             present = col.notna().to_numpy()
             ids, vocab = _value_ids(col[present], f)
             values = np.zeros(n, dtype=np.int64)

@@ -18,11 +18,12 @@ class MLPTowers(nn.Module):
 
     def __init__(self, space: FeatureSpace, in_dim: int, hidden_dims: Sequence[int] = (64,),
                  dropout: float = 0.0, extra_inputs: Sequence[str] = (),
-                 feature_dims: Mapping[str, int] | None = None) -> None:
+                 feature_dims: Mapping[str, int] | None = None, batch_norm: bool = False) -> None:
         super().__init__()
         self.num_scenarios = space.num_scenarios
         self.inputs = HeadInputs(in_dim, extra_inputs, feature_dims)
-        self.towers = nn.ModuleList(mlp(self.inputs.out_dim, list(hidden_dims), dropout, out_dim=1)
+        self.towers = nn.ModuleList(mlp(self.inputs.out_dim, list(hidden_dims), dropout, out_dim=1,
+                                        batch_norm=batch_norm)
                                     for _ in range(space.num_scenarios))
 
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:

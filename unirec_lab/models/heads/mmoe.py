@@ -22,14 +22,15 @@ from unirec_lab.models.mlp import mlp
 class MMoE(nn.Module):
     def __init__(self, space: FeatureSpace, in_dim: int, num_experts: int = 4, expert_dims: Sequence[int] = (64,),
                  tower_dims: Sequence[int] = (32,), dropout: float = 0.0, extra_inputs: Sequence[str] = (),
-                 feature_dims: Mapping[str, int] | None = None) -> None:
+                 feature_dims: Mapping[str, int] | None = None, batch_norm: bool = False) -> None:
         super().__init__()
         self.num_scenarios = space.num_scenarios
         self.inputs = HeadInputs(in_dim, extra_inputs, feature_dims)
         d = self.inputs.out_dim
-        self.experts = ExpertBank(d, expert_dims, num_experts, dropout)
+        self.experts = ExpertBank(d, expert_dims, num_experts, dropout, batch_norm=batch_norm)
         self.gates = nn.ModuleList(nn.Linear(d, num_experts) for _ in range(self.num_scenarios))
-        self.towers = nn.ModuleList(mlp(self.experts.out_dim, list(tower_dims), dropout, out_dim=1)
+        self.towers = nn.ModuleList(mlp(self.experts.out_dim, list(tower_dims), dropout, out_dim=1,
+                                        batch_norm=batch_norm)
                                     for _ in range(self.num_scenarios))
 
     def _gate(self, s: int, x: torch.Tensor) -> torch.Tensor:

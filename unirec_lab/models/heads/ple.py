@@ -36,11 +36,11 @@ class CGCLevel(nn.Module):
     """One customized-gate-control extraction layer (see the module docstring)."""
 
     def __init__(self, num_scenarios: int, in_dim: int, expert_dims: Sequence[int], shared_experts: int,
-                 specific_experts: int, dropout: float, last: bool) -> None:
+                 specific_experts: int, dropout: float, last: bool, batch_norm: bool = False) -> None:
         super().__init__()
         n = shared_experts + specific_experts
-        self.shared = ExpertBank(in_dim, expert_dims, shared_experts, dropout)
-        self.specific = nn.ModuleList(ExpertBank(in_dim, expert_dims, specific_experts, dropout)
+        self.shared = ExpertBank(in_dim, expert_dims, shared_experts, dropout, batch_norm=batch_norm)
+        self.specific = nn.ModuleList(ExpertBank(in_dim, expert_dims, specific_experts, dropout, batch_norm=batch_norm)
                                       for _ in range(num_scenarios))
         self.gates = nn.ModuleList(nn.Linear(in_dim, n) for _ in range(num_scenarios))
         self.shared_gate = None if last else nn.Linear(in_dim, n)
@@ -63,7 +63,7 @@ class PLE(nn.Module):
     def __init__(self, space: FeatureSpace, in_dim: int, num_levels: int = 2, shared_experts: int = 2,
                  specific_experts: int = 1, expert_dims: Sequence[int] = (64,), tower_dims: Sequence[int] = (32,),
                  dropout: float = 0.0, extra_inputs: Sequence[str] = (),
-                 feature_dims: Mapping[str, int] | None = None) -> None:
+                 feature_dims: Mapping[str, int] | None = None, batch_norm: bool = False) -> None:
         super().__init__()
         if num_levels < 1:
             raise ValueError(f"num_levels={num_levels}, expected >= 1")
@@ -73,10 +73,11 @@ class PLE(nn.Module):
         self.levels = nn.ModuleList()
         for level in range(num_levels):
             cgc = CGCLevel(self.num_scenarios, d, expert_dims, shared_experts, specific_experts, dropout,
-                           last=level == num_levels - 1)
+                           last=level == num_levels - 1, batch_norm=batch_norm)
             self.levels.append(cgc)
             d = cgc.out_dim
-        self.towers = nn.ModuleList(mlp(d, list(tower_dims), dropout, out_dim=1) for _ in range(self.num_scenarios))
+        self.towers = nn.ModuleList(mlp(d, list(tower_dims), dropout, out_dim=1, batch_norm=batch_norm)
+                                    for _ in range(self.num_scenarios))
         self.shared_experts, self.specific_experts = shared_experts, specific_experts
 
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,223 @@
+"""Side by side with Scenario-Wise Rec's own trainer: the same rows, split, features and model (SharedBottom).
+
+    python scripts/bench_swr.py --swr-python /tmp/swrvenv/bin/python --epochs 3
+    python scripts/bench_swr.py --model star --epochs 5     # SWR's Star against our STAR head, same split
+
+SWR is never a dependency: it lives in a scratch virtual environment outside the repository, e.g.
+
+    python3 -m venv /tmp/swrvenv && /tmp/swrvenv/bin/pip install --no-deps <a checkout of Scenario-Wise-Rec>
+    # plus torch, scikit-learn, pandas, tqdm in that venv (or a .pth file pointing at this project's venv)
+
+Both sides get the prepared ``movielens_swr`` bundles (one pooled split) as the same arrays; both train
+``--epochs`` epochs (no early stopping: equal work) on one CPU thread with Adam lr 1e-3 / weight decay 1e-5,
+StepLR(2, 0.85), batch 4096, and score the test split. Reported per side: train samples/s, evaluation rows/s
+(test forward + per-domain and total AUC / LogLoss), peak resident memory, wall time, total test AUC; and the
+machine load, since both share it. Ours is ``unirec-train experiment=swr_movielens`` (validation every epoch
+included in its wall time); SWR's is its ``CTRTrainer.train_one_epoch`` / ``evaluate_multi_domain_loss`` on
+DataLoaders built as its ``DataGenerator`` does, with ``num_workers=0`` (its default 8 workers would fight the
+two cores). The same script is SWR's worker (``--swr-worker``), run by the scratch venv's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAINS = ("movielens_d0", "movielens_d1", "movielens_d2")
+SPARSE = ("user_id", "movie_id", "gender", "occupation", "zip", "cate_id")
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (1/5/15 min, {os.cpu_count()} CPUs)"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------- SWR's side
+
+
+def swr_worker(data: Path, epochs: int, out: Path, model_name: str) -> None:
+    """Runs inside SWR's venv: SWR's model (its script's sizes) and CTRTrainer on the exported arrays."""
+    import numpy as np
+    import torch
+    from scenario_wise_rec.basic.features import DenseFeature, SparseFeature
+    from scenario_wise_rec.models.multi_domain import SharedBottom, Star
+    from scenario_wise_rec.trainers import CTRTrainer
+    from scenario_wise_rec.utils.data import TorchDataset
+    from torch.utils.data import DataLoader
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    arr = np.load(data)
+    cols = [*SPARSE, "age", "domain_indicator"]
+    loaders = {}
+    for split in ("train", "test"):
+        m = arr["split"] == {"train": 0, "test": 2}[split]
+        x = {c: arr[c][m] for c in cols}
+        loaders[split] = DataLoader(TorchDataset(x, arr["label"][m]), batch_size=4096, shuffle=split == "train",
+                                    num_workers=0)
+    feats = [DenseFeature("age")] + [SparseFeature(c, vocab_size=int(arr[c].max()) + 1, embed_dim=16)
+                                     for c in SPARSE]
+    if model_name == "star":
+        model = Star(feats, 3, fcn_dims=[128, 64, 32], aux_dims=[32])
+    else:
+        model = SharedBottom(feats, 3, bottom_params={"dims": [128]}, tower_params={"dims": [8]})
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = CTRTrainer(model, "Movielens", optimizer_params={"lr": 1e-3, "weight_decay": 1e-5}, n_epoch=epochs,
+                             earlystop_patience=4, device="cpu", model_path=tmp,
+                             scheduler_fn=torch.optim.lr_scheduler.StepLR,
+                             scheduler_params={"step_size": 2, "gamma": 0.85})
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            trainer.train_one_epoch(loaders["train"])
+            trainer.scheduler.step()
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        _, dom_auc, logloss, auc = trainer.evaluate_multi_domain_loss(trainer.model, loaders["test"], 3)
+        eval_s = time.perf_counter() - t1
+    n_train, n_test = len(loaders["train"].dataset), len(loaders["test"].dataset)
+    out.write_text(json.dumps({"train_samples_per_s": n_train * epochs / train_s, "eval_rows_per_s": n_test / eval_s,
+                               "peak_mb": peak_mb(), "train_s": train_s, "eval_s": eval_s, "auc": auc,
+                               "logloss": logloss, "domain_auc": dom_auc}))
+
+
+# ------------------------------------------------------------------------------------------- our side
+
+
+def export_arrays(cache: Path, path: Path) -> int:
+    """The three domains' rows as SWR's columns (ids 0-based, field codes, scaled age, domain, label, split)."""
+    import hydra
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    from unirec_lab.data.prepare import prepare_bundle
+    from unirec_lab.data.schema import read_bundle
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("prepare", overrides=["scenario=movielens_swr", f"paths.root_dir={ROOT}"])
+    parts = []
+    for d, key in enumerate(DOMAINS):
+        b = read_bundle(prepare_bundle(hydra.utils.instantiate(cfg.scenarios[key].source), cache))
+        i, u, it = b.interactions, b.users.set_index("user"), b.items.set_index("item")
+        uid, mid = i["user"].to_numpy(), i["item"].to_numpy()
+        parts.append({"user_id": uid, "movie_id": mid, "gender": u["gender"].to_numpy()[uid],
+                      "occupation": u["occupation"].to_numpy()[uid], "zip": u["zip"].to_numpy()[uid],
+                      "cate_id": np.array([x[0] if len(x) else 0 for x in it["first_genre"]])[mid],
+                      "age": u["age"].to_numpy(np.float32)[uid], "domain_indicator": np.full(len(i), d),
+                      "label": i["label"].to_numpy(np.float32),
+                      "split": i["split"].map({"train": 0, "val": 1, "test": 2}).to_numpy()})
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    np.savez(path, **arrays)
+    return int(len(arrays["label"]))
+
+
+OURS = {"sharedbottom": ["head=mlp", "head.hidden_dims=[8]", "head.batch_norm=true"],
+        "star": ["head=star", "head.hidden_dims=[128,64,32]", "head.aux_dims=[32]", "head.extra_inputs=[]",
+                 "backbone.trunk_dims=[]"]}
+
+
+def ours(model: str, epochs: int, run_dir: Path, env: dict[str, str]) -> dict:
+    """``unirec-train`` with the experiment's config, ``epochs`` epochs, no early stopping; peak memory of it."""
+    args = ["experiment=swr_movielens", f"model.name={model}", *OURS[model], "seed=1",
+            f"trainer.max_epochs={epochs}", "callbacks.early_stopping=null", "logger=none",
+            f"hydra.run.dir={run_dir}"]
+    code = ("import resource, runpy, sys\nsys.argv = ['unirec-train', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('unirec_lab.train', run_name='__main__')\nfinally:\n"
+            "    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if not (run_dir / "result.json").is_file():
+        raise SystemExit(f"error: our run failed (exit {proc.returncode}): {proc.stdout[-800:]}{proc.stderr[-800:]}")
+    rec = json.loads((run_dir / "result.json").read_text())
+    peak = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_KB")]
+    return {"train_samples_per_s": rec["train_samples_per_second"], "wall_s": wall, "peak_mb": peak[-1] / 1024,
+            "auc": rec["test"]["all"]["auc"], "logloss": rec["test"]["all"]["logloss"],
+            "domain_auc": [rec["test"][d]["auc"] for d in DOMAINS]}
+
+
+def our_eval_rows_per_s(model: str, env_cache: str) -> float:
+    """Our evaluation path (test forward + per-domain and pooled AUC / LogLoss) on the test split."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from unirec_lab.engine.build import build
+    from unirec_lab.evaluation.metrics import ScenarioEvaluator
+
+    torch.set_num_threads(1)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=swr_movielens", *OURS[model],
+                                          f"paths.root_dir={ROOT}", f"paths.cache_dir={env_cache}"],
+                      return_hydra_config=False)
+    dm, model = build(cfg)
+    dm.setup()
+    model.eval()
+    ev = ScenarioEvaluator(dm.scenario_names, ["auc", "logloss"], pooled=True)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            ev.update(batch, model(batch))
+    ev.compute_from(ev.gathered())
+    return len(dm.splits["test"]["label"]) / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--swr-python", default="/tmp/swrvenv/bin/python", help="the Python of SWR's scratch venv")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--model", choices=sorted(OURS), default="sharedbottom")
+    ap.add_argument("--swr-worker", nargs=2, metavar=("ARRAYS", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.swr_worker:
+        swr_worker(Path(args.swr_worker[0]), args.epochs, Path(args.swr_worker[1]), args.model)
+        return 0
+    if not Path(args.swr_python).is_file():
+        print(f"error: --swr-python {args.swr_python} does not exist (install SWR in a scratch venv: see the "
+              "docstring)", file=sys.stderr)
+        return 2
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cache = Path(env.get("UNIREC_CACHE_DIR", ROOT / ".cache"))
+    print(f"load before: {load_avg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_p = Path(tmp)
+        n = export_arrays(cache / "bundles", tmp_p / "ml.npz")
+        print(f"{n} rows exported; {args.epochs} epochs each side, one thread each, run one after the other")
+        t0 = time.perf_counter()
+        proc = subprocess.run([args.swr_python, __file__, "--epochs", str(args.epochs), "--model", args.model,
+                               "--swr-worker",
+                               str(tmp_p / "ml.npz"), str(tmp_p / "swr.json")], env=env, capture_output=True,
+                              text=True)
+        if proc.returncode:
+            print(f"error: SWR's worker failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}",
+                  file=sys.stderr)
+            return 1
+        swr = json.loads((tmp_p / "swr.json").read_text())
+        swr["wall_s"] = time.perf_counter() - t0
+        print(f"load after SWR: {load_avg()}")
+        us = ours(args.model, args.epochs, tmp_p / "ours", env)
+        us["eval_rows_per_s"] = our_eval_rows_per_s(args.model, str(cache))
+        print(f"load after ours: {load_avg()}")
+    rows = [("train samples/s", "train_samples_per_s", "{:,.0f}"), ("eval rows/s", "eval_rows_per_s", "{:,.0f}"),
+            ("peak RSS MB", "peak_mb", "{:,.0f}"), ("wall s (whole run)", "wall_s", "{:.1f}"),
+            ("test AUC total", "auc", "{:.4f}"), ("test LogLoss total", "logloss", "{:.4f}")]
+    print(f"\n| {args.model}, {args.epochs} epochs | ours | SWR | ours / SWR |\n|---|---|---|---|")
+    for label, key, f in rows:
+        ratio = us[key] / swr[key] if swr[key] else float("nan")
+        print(f"| {label} | {f.format(us[key])} | {f.format(swr[key])} | {ratio:.2f}x |")
+    print("per-domain test AUC: ours " + " / ".join(f"{x:.4f}" for x in us["domain_auc"]) + "; SWR "
+          + " / ".join(f"{x:.4f}" for x in swr["domain_auc"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

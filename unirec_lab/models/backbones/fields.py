@@ -1,0 +1,169 @@
+"""The field-concatenation backbone (``conf/backbone/fields.yaml``, ``input: fields``): the CTR input form.
+
+Every field's embedding is concatenated (user id, each user field, item id, each item field; multi-valued
+fields mean-pooled), the dense fields' scaled values appended, and the result feeds the trunk. Unlike the summed
+user / item form of :class:`~unirec_lab.models.backbones.shared.SharedBackbone`, the trunk sees each field on its
+own, which keeps field-level interactions: the input of Shared-Bottom, MMoE, PLE, STAR in FuxiCTR and
+Scenario-Wise Rec. Behaviour histories are not an input of this form (the CTR benchmarks it reproduces have none).
+
+Head contract (models/heads/base.py): ``h`` = trunk output; ``user`` / ``item`` = the concatenated user-side /
+item-side inputs (widths in ``feature_dims``); ``dot`` = <user id vector, item id vector>. Catalogue scoring is
+exact and cheap: the trunk's first layer is linear in the concatenation, so it splits into a user part (once
+per user) and an item part (once per catalogue) that are added per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unirec_lab.features import FeatureSpace, Slot
+from unirec_lab.models.backbones.shared import PairFeatures
+from unirec_lab.models.embedding import FeatureEmbedding, _safe
+
+Batch = dict[str, torch.Tensor]
+
+
+def trunk_layers(in_dim: int, dims: Sequence[int], dropout: float, batch_norm: bool) -> nn.Sequential:
+    """``Linear -> [BatchNorm] -> ReLU -> [Dropout]`` per hidden dim (SWR's MLP has the BatchNorm)."""
+    if any(d <= 0 for d in dims):
+        raise ValueError(f"backbone trunk_dims must be positive, got {list(dims)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"backbone dropout={dropout}, expected a value in [0, 1)")
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in dims:
+        layers.append(nn.Linear(d, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    return nn.Sequential(*layers)
+
+
+class FieldPairs(PairFeatures):
+    """:class:`PairFeatures` whose user and item sides have different widths (the concatenations)."""
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if self._user is None or self._item is None or key not in ("user", "item", "dot"):
+            raise KeyError(key)
+        b, c, u = self.b, self.c, self._user
+        item = self._item.expand(b, c, self._item.shape[-1])
+        if key == "item":
+            value = item.reshape(b * c, -1)
+        elif key == "user":
+            value = u.unsqueeze(1).expand(b, c, u.shape[-1]).reshape(b * c, -1)
+        else:
+            d = self.id_dim
+            value = (item[..., :d] * u[:, :d].unsqueeze(1)).sum(-1).reshape(-1)
+        self[key] = value
+        return value
+
+
+class FieldsBackbone(nn.Module):
+    """Embeds a batch field by field and returns ``{"h", "user", "item", "dot"}`` (see the module doc)."""
+
+    def __init__(self, space: FeatureSpace, embedding_dim: int = 16, trunk_dims: Sequence[int] = (128,),
+                 dropout: float = 0.0, init_std: float = 1e-4, batch_norm: bool = True,
+                 scenario_feature: bool = False, sparse_embeddings: bool = True) -> None:
+        super().__init__()
+        self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, sparse=sparse_embeddings)
+        # dense values enter as they are (appended), not through the summed form's projections
+        self.embedding.user_dense_proj = self.embedding.item_dense_proj = None
+        self.embedding_dim = d = embedding_dim
+        self.user_slots: list[Slot] = list(space.user_slots)
+        self.item_slots: list[Slot] = list(space.item_slots)
+        self._dense_buffer("user_dense", space.user_dense, space.num_users)
+        self._dense_buffer("item_dense", space.item_dense, space.num_items)
+        self.user_dim = d * (1 + len(self.user_slots)) + self.user_dense.shape[1]
+        self.item_dim = d * (1 + len(self.item_slots)) + self.item_dense.shape[1]
+        self.scenario_embedding: nn.Embedding | None = None
+        in_dim = self.user_dim + self.item_dim
+        if scenario_feature:
+            self.scenario_embedding = nn.Embedding(space.num_scenarios, d)
+            nn.init.normal_(self.scenario_embedding.weight, 0.0, init_std)
+            in_dim += d
+        self.in_dim = in_dim
+        self.trunk = trunk_layers(in_dim, list(trunk_dims), dropout, batch_norm)
+        self.out_dim = list(trunk_dims)[-1] if trunk_dims else in_dim
+        self.feature_dims = {"user": self.user_dim, "item": self.item_dim, "dot": 1}
+
+    def _dense_buffer(self, name: str, values: torch.Tensor | None, rows: int) -> None:
+        t = values if values is not None else torch.zeros(rows, 0)
+        self.register_buffer(name, t.float().clone(), persistent=False)
+
+    def _side(self, ids: torch.Tensor, id_table: nn.Embedding, feats: torch.Tensor, slots: list[Slot],
+              dense: torch.Tensor) -> torch.Tensor:
+        """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros)."""
+        rows = feats[ids]
+        parts = [id_table(ids)]
+        for s in slots:
+            table = self.embedding.tables[_safe(s.table)]
+            if s.kind == "categorical":
+                parts.append(table(rows[:, s.start]))
+            elif s.width == 1:  # a bag of at most one value is a plain lookup (same value, faster backward)
+                parts.append(F.embedding(rows[:, s.start], table.weight, padding_idx=0, sparse=self.embedding.sparse))
+            else:
+                parts.append(table(rows[:, s.start:s.start + s.width]))
+        parts.append(dense[ids])
+        return torch.cat(parts, dim=-1)
+
+    def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embedding
+        return self._side(ids, e.user_id, e.user_features, self.user_slots, self.user_dense)
+
+    def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embedding
+        return self._side(ids, e.item_id, e.item_features, self.item_slots, self.item_dense)
+
+    def _outputs(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = [user, item]
+        if self.scenario_embedding is not None:
+            parts.append(self.scenario_embedding(scenario))
+        h = self.trunk(torch.cat(parts, dim=-1))
+        d = self.embedding_dim
+        return {"h": h, "user": user, "item": item, "dot": (user[:, :d] * item[:, :d]).sum(-1)}
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self._outputs(self.user_vectors(batch["user"]), self.item_vectors(batch["item"]), batch["scenario"])
+
+    # -- catalogue scoring: user side once per user row, item side once per catalogue --------------------------
+    def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"user": self.user_vectors(batch["user"]), "scenario": batch["scenario"]}
+
+    def item_side(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"item": self.item_vectors(items)}
+
+    def pair_features(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> PairFeatures:
+        """``forward``'s outputs for every (user row, candidate) pair, user-major: the first trunk layer
+        ``W [u; i; s] + b`` is split into ``(W_u u + W_s s + b)`` per user plus ``W_i i`` per candidate."""
+        u, it = user["user"], item["item"]
+        b, c = len(u), it.shape[-2]
+        first = self.trunk[0] if len(self.trunk) else None
+        if not isinstance(first, nn.Linear):  # no trunk layer to split: build the pair rows
+            its = it.expand(b, c, it.shape[-1]).reshape(b * c, -1)
+            rep = torch.arange(b, device=u.device).repeat_interleave(c)
+            out = FieldPairs(self._outputs(u.index_select(0, rep), its, user["scenario"].index_select(0, rep)), b, c)
+            out.id_dim = self.embedding_dim
+            return out
+        w, du = first.weight, self.user_dim
+        z_user = u @ w[:, :du].T + first.bias
+        if self.scenario_embedding is not None:
+            z_user = z_user + self.scenario_embedding(user["scenario"]) @ w[:, du + self.item_dim:].T
+        z_item = it @ w[:, du:du + self.item_dim].T  # [C, H] or [b, C, H]
+        h = (z_user.unsqueeze(1) + z_item).reshape(b * c, -1)
+        for layer in self.trunk[1:]:
+            h = layer(h)
+        out = FieldPairs({"h": h}, b, c, user=u, item=it)
+        out.id_dim = self.embedding_dim
+        return out
+
+    def describe(self) -> str:
+        sc = ", scenario feature" if self.scenario_embedding is not None else ""
+        return (f"{type(self).__name__}(d={self.embedding_dim}, {1 + len(self.user_slots)}+{1 + len(self.item_slots)}"
+                f" fields, {self.user_dense.shape[1] + self.item_dense.shape[1]} dense, input {self.in_dim}{sc})")
