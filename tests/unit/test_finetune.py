@@ -170,3 +170,24 @@ def test_compact_relays_grown_ids_without_changing_scores(tiny_dm, tmp_path):
     assert int(flat.item_scenario[flat.item_offset["news"] + 1]) == 3
     for a, b in zip(before, after):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_grow_pads_text_and_dense_rows_and_refuses_shared_id_spaces():
+    """Appended items get zero text / dense rows (no content yet); slices sharing ids cannot grow."""
+    import dataclasses
+
+    from tests.unit.test_serve_artifact import _every_field_space
+    from unirec_lab.serve.finetune import grow_space
+
+    space = dataclasses.replace(_every_field_space(), id_owner={}, item_offset={"a": 0, "b": 4},
+                                user_offset={"a": 0, "b": 6}, num_items=6, num_users=8,
+                                item_scenario=torch.tensor([-1, 0, 0, 0, 0, 1]),
+                                item_text=torch.randn(6, 4), item_train_count=torch.arange(6),
+                                item_train_pos=torch.arange(6), item_dense=torch.zeros(6, 0),
+                                user_features=torch.zeros(8, 1, dtype=torch.long), user_train_pos=torch.arange(8),
+                                user_dense=torch.rand(8, 1))
+    grown = grow_space(space, {"a": 2}, {"b": 3})
+    assert grown.item_text.shape == (9, 4) and torch.equal(grown.item_text[:6], space.item_text)
+    assert (grown.item_text[6:] == 0).all() and grown.user_dense.shape == (10, 1)
+    with pytest.raises(ValueError, match="slices sharing one id space"):
+        grow_space(_every_field_space(), {"a": 1}, {})

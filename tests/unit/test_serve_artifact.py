@@ -151,3 +151,39 @@ def test_export_parity_other_models(tmp_path, overrides):
             assert torch.allclose(art.model_for(scenario)[0](rows), model.eval()(rows), atol=1e-6, rtol=0)
     if overrides == ["model=per_scenario"]:  # one model and one feature space per scenario
         assert set(art.models) == set(art.spaces) == set(art.scenarios)
+
+
+def _every_field_space():
+    """A feature space with every optional part filled: text vectors, dense fields, slices sharing ids."""
+    from unirec_lab.features import FeatureSpace, Slot
+
+    g = torch.Generator().manual_seed(0)
+    return FeatureSpace(
+        scenarios=["a", "b"], num_users=7, num_items=5, user_offset={"a": 0, "b": 0}, item_offset={"a": 0, "b": 0},
+        tables={"a/user/g": 3}, user_slots=[Slot("a/user/g", "categorical", 0, 1)], item_slots=[],
+        user_features=torch.randint(0, 3, (7, 1), generator=g), item_features=torch.zeros(5, 0, dtype=torch.long),
+        item_scenario=torch.tensor([-1, 0, 0, 0, 0]), item_train_count=torch.arange(5),
+        item_train_pos=torch.arange(5) // 2, user_train_pos=torch.arange(7),
+        text_slots=[Slot("shared/text", "dense", 0, 4)], item_text=torch.randn(5, 4, generator=g),
+        user_dense_names=["a/user/age"], item_dense_names=[], user_dense=torch.rand(7, 1, generator=g),
+        item_dense=torch.zeros(5, 0), id_owner={"b": "a"})
+
+
+def test_every_feature_space_field_survives_the_artifact():
+    """Export writes the space as JSON meta + tensors; every field a model reads must come back (a new
+    FeatureSpace field that export forgets fails here)."""
+    import dataclasses
+
+    from unirec_lab.serve.artifact import SPACE_TENSORS, space_from, space_meta
+
+    space = _every_field_space()
+    meta = json.loads(json.dumps(space_meta(space)))
+    back = space_from(meta, {k: getattr(space, k) for k in SPACE_TENSORS if getattr(space, k) is not None})
+    for f in dataclasses.fields(space):
+        if f.name in ("user_global", "item_global"):  # a grown space is compacted before export
+            continue
+        want, got = getattr(space, f.name), getattr(back, f.name)
+        if isinstance(want, torch.Tensor):
+            assert got is not None and torch.equal(want, got), f.name
+        else:
+            assert want == got, f.name

@@ -117,6 +117,7 @@ def _check_field(df: pd.DataFrame, f: FieldSpec, where: str) -> None:
     col = df[f.name]
     if f.kind == "text_embedding":
         _check_text_embedding(col, f, where)
+        return
     if f.kind == "dense":
         vals = col.to_numpy()
         if not np.issubdtype(vals.dtype, np.floating) or not np.isfinite(vals).all():

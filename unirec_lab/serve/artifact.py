@@ -50,7 +50,7 @@ SPEC_FILE = "spec.json"
 CONFIG_FILE = "config.json"
 SCENARIO_ARRAYS = ("user_ids", "item_ids", "history", "seen_indptr", "seen_items", "popularity")
 SPACE_TENSORS = ("user_features", "item_features", "item_scenario", "item_train_count", "item_train_pos",
-                 "user_train_pos")
+                 "user_train_pos", "item_text", "user_dense", "item_dense")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _VERSION = re.compile(r"^v(\d{4,})$")
 
@@ -133,7 +133,9 @@ def space_meta(space: FeatureSpace) -> dict[str, Any]:
             "user_offset": {k: int(v) for k, v in space.user_offset.items()},
             "item_offset": {k: int(v) for k, v in space.item_offset.items()},
             "tables": {k: int(v) for k, v in space.tables.items()},
-            "user_slots": [s.__dict__ for s in space.user_slots], "item_slots": [s.__dict__ for s in space.item_slots]}
+            "user_slots": [s.__dict__ for s in space.user_slots], "item_slots": [s.__dict__ for s in space.item_slots],
+            "text_slots": [s.__dict__ for s in space.text_slots], "user_dense_names": list(space.user_dense_names),
+            "item_dense_names": list(space.item_dense_names), "id_owner": dict(space.id_owner)}
 
 
 def space_from(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> FeatureSpace:
@@ -143,7 +145,11 @@ def space_from(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Featur
         user_slots=[Slot(**s) for s in meta["user_slots"]], item_slots=[Slot(**s) for s in meta["item_slots"]],
         user_features=tensors["user_features"], item_features=tensors["item_features"],
         item_scenario=tensors["item_scenario"], item_train_count=tensors.get("item_train_count"),
-        item_train_pos=tensors.get("item_train_pos"), user_train_pos=tensors.get("user_train_pos"))
+        item_train_pos=tensors.get("item_train_pos"), user_train_pos=tensors.get("user_train_pos"),
+        text_slots=[Slot(**s) for s in meta.get("text_slots", [])], item_text=tensors.get("item_text"),
+        user_dense_names=list(meta.get("user_dense_names", [])), item_dense_names=list(meta.get("item_dense_names", [])),
+        user_dense=tensors.get("user_dense"), item_dense=tensors.get("item_dense"),
+        id_owner=dict(meta.get("id_owner", {})))
 
 
 def _save_torch(path: Path, obj: Any) -> None:

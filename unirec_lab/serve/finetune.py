@@ -34,7 +34,11 @@ EVENT_COLUMNS = ("scenario", "user", "item", "label", "ts")
 # id tables by attribute name (FeatureEmbedding: user_id / item_id; MF: user / item and their biases) and the
 # feature matrices (FeatureEmbedding's buffers); a table is grown only when its length is the old id count
 USER_TABLES, ITEM_TABLES = ("user_id", "user", "user_bias"), ("item_id", "item", "item_bias")
-FEATURE_BUFFERS = {"user_features": "user", "item_features": "item"}
+FEATURE_BUFFERS = {"user_features": "user", "item_features": "item", "item_text": "item", "user_dense": "user",
+                   "item_dense": "item"}
+# the feature space's per-row tensors (item_scenario is grown and permuted on its own)
+ROW_FIELDS = {"user_features": "user", "user_train_pos": "user", "user_dense": "user", "item_features": "item",
+              "item_train_count": "item", "item_train_pos": "item", "item_text": "item", "item_dense": "item"}
 INITS = ("mean", "normal")
 
 
@@ -79,6 +83,9 @@ def grow_space(space: FeatureSpace, new_users: Mapping[str, int], new_items: Map
     unknown = sorted((set(new_users) | set(new_items)) - set(space.scenarios))
     if unknown:
         raise ValueError(f"new ids for scenario(s) {unknown}: expected one of {space.scenarios}")
+    if space.id_owner and (any(new_users.values()) or any(new_items.values())):
+        raise ValueError(f"scenarios {sorted(space.id_owner)} are slices sharing one id space; appending new ids "
+                         "to slice-defined scenarios is not supported (update on known ids only)")
     maps: dict[str, dict[str, np.ndarray]] = {}
     sizes = {}
     for entity, new in (("user", new_users), ("item", new_items)):
@@ -100,11 +107,11 @@ def grow_space(space: FeatureSpace, new_users: Mapping[str, int], new_items: Map
     def pad(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
         return None if t is None else torch.cat([t, t.new_zeros((k, *t.shape[1:]))])
 
+    add = {"user": add_u, "item": add_i}
     return dataclasses.replace(
-        space, num_users=sizes["user"], num_items=sizes["item"], user_features=pad(space.user_features, add_u),
-        item_features=pad(space.item_features, add_i), item_scenario=item_scenario,
-        item_train_count=pad(space.item_train_count, add_i), item_train_pos=pad(space.item_train_pos, add_i),
-        user_train_pos=pad(space.user_train_pos, add_u), user_global=maps["user"], item_global=maps["item"])
+        space, num_users=sizes["user"], num_items=sizes["item"], item_scenario=item_scenario,
+        user_global=maps["user"], item_global=maps["item"],
+        **{k: pad(getattr(space, k), add[e]) for k, e in ROW_FIELDS.items()})
 
 
 def _grown_table(emb: nn.Embedding, rows: int, init: str, generator: torch.Generator) -> nn.Embedding:
@@ -298,7 +305,5 @@ def compact(model: nn.Module, space: FeatureSpace) -> FeatureSpace:
 
     return dataclasses.replace(
         space, user_offset=offsets["user"], item_offset=offsets["item"],
-        user_features=take(space.user_features, "user"), item_features=take(space.item_features, "item"),
-        item_scenario=take(space.item_scenario, "item"), item_train_count=take(space.item_train_count, "item"),
-        item_train_pos=take(space.item_train_pos, "item"), user_train_pos=take(space.user_train_pos, "user"),
-        user_global={}, item_global={})
+        item_scenario=take(space.item_scenario, "item"), user_global={}, item_global={},
+        **{k: take(getattr(space, k), e) for k, e in ROW_FIELDS.items()})
