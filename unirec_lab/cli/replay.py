@@ -1,7 +1,7 @@
 """Replay: does updating a trained model on fresh feedback help? Static vs updated (vs retrained) per time window.
 
     unirec-replay --windows 4 -- scenario=synthetic_social trainer.max_epochs=3     # train, then replay
-    unirec-replay --window-seconds 86400 --retrain -- scenario=news scenario.news.source.test_days=3
+    unirec-replay --window-seconds 86400 --retrain -- scenario=news scenarios.news.source.test_days=3
     unirec-replay --run outputs/default/<time>                                      # replay a finished run
 
 Trains on the past with ``unirec-train`` (the run recipe; skipped with ``--run``), then walks the run's test period
