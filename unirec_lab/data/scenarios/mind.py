@@ -100,6 +100,17 @@ def read_behaviors(path: Path) -> pd.DataFrame:
     return df
 
 
+
+def last_entries(values: np.ndarray, lengths: np.ndarray, k: int) -> pa.ListArray:
+    """The last ``k`` entries of each ragged list (``values`` concatenated, ``lengths`` per list), vectorised."""
+    offsets = np.r_[0, np.cumsum(lengths)]
+    keep_from = np.maximum(offsets[:-1], offsets[1:] - k)
+    kept_len = offsets[1:] - keep_from
+    sel = np.repeat(keep_from, kept_len) + (np.arange(kept_len.sum()) - np.repeat(np.cumsum(kept_len) - kept_len,
+                                                                                  kept_len))
+    return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(kept_len)].astype(np.int32)),
+                                    pa.array(values[sel].astype(np.int64)))
+
 class MindScenario(RawScenarioSource):
     """MIND impressions: click labels with real negatives, grouped by impression, explicit click histories."""
 
@@ -167,13 +178,7 @@ class MindScenario(RawScenarioSource):
 
         # histories: last max_history entries per impression, as an Arrow list column gathered per row
         k = p["max_history"]
-        offsets = np.r_[0, np.cumsum(h_len)]
-        keep_from = np.maximum(offsets[:-1], offsets[1:] - k)
-        kept_len = offsets[1:] - keep_from
-        sel = np.repeat(keep_from, kept_len) + (np.arange(kept_len.sum()) - np.repeat(np.cumsum(kept_len) - kept_len,
-                                                                                      kept_len))
-        hist_arr = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(kept_len)].astype(np.int32)),
-                                            pa.array(h_item[sel].astype(np.int64)))
+        hist_arr = last_entries(h_item, h_len, k)
         # rows in time order (impression time, then impression id, then position in the impression)
         ts_row = beh["ts"].to_numpy()[imp_idx]
         group_row = beh["impression"].to_numpy()[imp_idx]

@@ -44,7 +44,7 @@ from unirec_lab.data.scenarios.fields import (
 )
 from unirec_lab.data.scenarios.ids import dense_ids
 from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
-from unirec_lab.data.scenarios.mind import _codes, _first_bad, line_of, read_tsv
+from unirec_lab.data.scenarios.mind import _codes, _first_bad, last_entries, line_of, read_tsv
 from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.scenarios.text_embedding import join_columns, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
@@ -186,13 +186,7 @@ class NemigScenario(RawScenarioSource):
         h_item, h_owner = h_item[h_keep], h_owner[h_keep]
         h_len = np.bincount(h_owner, minlength=len(beh))
         k = p["max_history"]
-        offsets = np.r_[0, np.cumsum(h_len)]
-        keep_from = np.maximum(offsets[:-1], offsets[1:] - k)
-        kept_len = offsets[1:] - keep_from
-        sel = np.repeat(keep_from, kept_len) + (np.arange(kept_len.sum()) - np.repeat(np.cumsum(kept_len) - kept_len,
-                                                                                      kept_len))
-        hist_arr = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(kept_len)].astype(np.int32)),
-                                            pa.array(h_item[sel].astype(np.int64)))
+        hist_arr = last_entries(h_item, h_len, k)
         group_row = beh["impression"].to_numpy()[imp_idx]
         order = np.flatnonzero(keep)[np.lexsort((np.flatnonzero(keep), group_row[keep]))]
         inter = interactions_frame(user_codes[imp_idx][order], item[order], label[order], group_row[order],
