@@ -14,6 +14,54 @@ import torch
 Batch = dict[str, torch.Tensor]
 
 
+class IndexedRows:
+    """A per-row column kept once per distinct value: row ``r`` is ``table[index[r]]``. Beauty's 1-vs-99 rows
+    share one behaviour history per user instead of copying it to each candidate (~20x less memory).
+
+    Indexing it (``col[i:j]``, ``col[idx]``, ``col[mask]``, ``col[r]``) gathers real tensors, so a batch sliced
+    from a split is plain tensors; :meth:`select` keeps a subset shared; a ``torch`` function given it (e.g.
+    ``torch.cat``) sees the materialised column."""
+
+    def __init__(self, table: torch.Tensor, index: torch.Tensor) -> None:
+        self.table, self.index = table, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.index), *self.table.shape[1:]))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.table.dtype
+
+    def __getitem__(self, idx: object) -> torch.Tensor:
+        return self.table[self.index[idx]]
+
+    def select(self, idx: object) -> IndexedRows:
+        """The rows ``idx`` (index, mask or slice), still sharing the table."""
+        return IndexedRows(self.table, self.index[idx])
+
+    def materialize(self) -> torch.Tensor:
+        return self.table[self.index]
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206 (torch protocol)
+        def real(x: object) -> object:
+            if isinstance(x, IndexedRows):
+                return x.materialize()
+            if isinstance(x, (list, tuple)):
+                return type(x)(real(v) for v in x)
+            return x
+        return func(*real(args), **{k: real(v) for k, v in (kwargs or {}).items()})
+
+
+def take_rows(data: dict[str, torch.Tensor | IndexedRows], idx: object) -> dict[str, torch.Tensor | IndexedRows]:
+    """The rows ``idx`` of a split, shared columns kept shared (for subsets that are then batched)."""
+    return {k: v.select(idx) if isinstance(v, IndexedRows) else v[idx] for k, v in data.items()}
+
+
 def mixed_epoch_order(scenario: torch.Tensor, num_scenarios: int, alpha: float,
                       generator: torch.Generator) -> torch.Tensor:
     """Row indices for one epoch: scenario ``s`` contributes ``N * n_s^alpha / sum n^alpha`` rows, shuffled.

@@ -21,14 +21,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from unirec_lab.data.batching import Batch, TensorBatches
+from unirec_lab.data.batching import Batch, IndexedRows, TensorBatches, take_rows
+from unirec_lab.data.derived import Derived, ensure_derived, load_derived
 from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
-from unirec_lab.data.schema import Bundle, read_bundle
+from unirec_lab.data.schema import Bundle, check_stats_counts, read_bundle
 from unirec_lab.data.val_subset import check_budget, subset_mask
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
-from unirec_lab.utils.memory import ensure_fits, history_bytes
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,35 @@ def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, histo
     return out, len(uniq)
 
 
+def derived_tensors(d: Derived, space: FeatureSpace, s_idx: int, group_offset: int, hist_offset: int,
+                    history: Mapping[str, Any] | None = None,
+                    ) -> tuple[dict[str, dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """:func:`interaction_tensors` from a bundle's cached derived arrays: per split the same columns, except that
+    ``history_index`` (into the returned ``(items, actions)`` table, offset by ``hist_offset``) replaces the
+    per-row ``history`` / ``history_action``."""
+    name = space.scenarios[s_idx]
+    settings = history_settings(name, history)
+    hist = np.where(d.hist_items >= 0, d.hist_items.astype(np.int64) + space.item_offset[name] + 1, 0)
+    level = np.asarray(d.level)
+    keep = np.ones(len(level), dtype=bool)
+    if settings["train_chunk"] is not None:
+        train = level == SPLIT_LEVEL["train"]
+        keep = ~train | chunk_end_rows(np.asarray(d.user), np.asarray(d.ts_rank), train, settings["train_chunk"])
+    out = {}
+    for split in SPLITS:
+        m = (level == SPLIT_LEVEL[split]) & keep
+        user, item = np.asarray(d.user[m]), np.asarray(d.item[m])
+        out[split] = {
+            "scenario": np.full(len(user), s_idx, dtype=np.int64),
+            "user": space.global_users(name, user),
+            "item": space.global_items(name, item),
+            "label": np.asarray(d.label[m]),
+            "group": d.group[m].astype(np.int64) + group_offset,
+            "history_index": d.hist_index[m].astype(np.int64) + hist_offset,
+        }
+    return out, (hist, np.ascontiguousarray(d.hist_actions))
+
+
 class MultiScenarioDataModule(pl.LightningDataModule):
     """Loads the selected scenarios' bundles (preparing them on first use) and serves batches."""
 
@@ -137,26 +166,35 @@ class MultiScenarioDataModule(pl.LightningDataModule):
     def scenario_names(self) -> list[str]:
         return list(self.sources)
 
+    def _derived(self, name: str, bundle: Path) -> Path:
+        return ensure_derived(bundle, self.history_len, self.history_settings[name]["feedback"])
+
     def prepare_data(self) -> None:
-        for src in self.sources.values():
-            prepare_bundle(src, self.cache_dir)
+        for name, src in self.sources.items():
+            self._derived(name, prepare_bundle(src, self.cache_dir))
 
     def setup(self, stage: str | None = None) -> None:
         if self.space is not None:
             return
-        self.bundles = {k: read_bundle(prepare_bundle(s, self.cache_dir)) for k, s in self.sources.items()}
+        paths = {k: prepare_bundle(s, self.cache_dir) for k, s in self.sources.items()}
+        self.bundles = {k: read_bundle(p, interactions=False) for k, p in paths.items()}
         self.space = build_feature_space(self.bundles)
-        rows = sum(len(b.interactions) for b in self.bundles.values())
-        ensure_fits(history_bytes(rows, self.history_len), "data.history_len", self.history_len,
-                    f"the behaviour histories ({rows} rows x history_len x 8 bytes, twice while built)")
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
-        group_offset = 0
-        for s_idx, b in enumerate(self.bundles.values()):
-            arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset,
-                                                self.history_settings[self.scenario_names[s_idx]])
-            group_offset += n_groups
+        tables: list[tuple[np.ndarray, np.ndarray]] = []
+        group_offset = hist_offset = 0
+        for s_idx, (name, b) in enumerate(self.bundles.items()):
+            where = self._derived(name, paths[name])
+            d = load_derived(where)
+            check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label > 0.5)), where / "stats.json")
+            arrays, table = derived_tensors(d, self.space, s_idx, group_offset, hist_offset,
+                                            self.history_settings[name])
+            group_offset += d.n_groups
+            hist_offset += len(table[0])
+            tables.append(table)
             for split in SPLITS:
                 parts[split].append(arrays[split])
+        hist = torch.from_numpy(np.concatenate([t[0] for t in tables]))
+        action = torch.from_numpy(np.concatenate([t[1] for t in tables]))
         for split in SPLITS:
             cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
             cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
@@ -165,7 +203,11 @@ class MultiScenarioDataModule(pl.LightningDataModule):
                 keep, self.val_subset = subset_mask(cat, self.space.scenarios, train_rows, self.val_budget,
                                                     self.val_subset_seed)
                 cat = {k: v[keep] for k, v in cat.items()}
-            self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+            index = t.pop("history_index")
+            row = t.pop("row")
+            self.splits[split] = {**t, "history": IndexedRows(hist, index),
+                                  "history_action": IndexedRows(action, index), "row": row}
         tr = self.splits["train"]
         self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
         self.space.item_train_pos = torch.bincount(tr["item"], weights=tr["label"].double(),
@@ -200,7 +242,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             if unknown:
                 raise ValueError(f"test scenarios {unknown}: expected a subset of {self.scenario_names}")
             keep = torch.isin(data["scenario"], torch.tensor([self.scenario_names.index(k) for k in only]))
-            data = {k: v[keep] for k, v in data.items()}  # rows keep their global ids (evaluator dedupe)
+            data = take_rows(data, keep)  # rows keep their global ids (evaluator dedupe)
         return TensorBatches(data, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
 
     def val_dataloader(self) -> TensorBatches:

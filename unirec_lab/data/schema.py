@@ -176,6 +176,11 @@ def validate_bundle(spec: FeatureSpec, inter: pd.DataFrame, users: pd.DataFrame,
         raise BundleError(f"{w}: feature_spec says has_group but column 'group' is missing")
     if spec.has_history and "history" not in inter.columns:
         raise BundleError(f"{w}: feature_spec says has_history but column 'history' is missing")
+    validate_tables(spec, users, items, where)
+
+
+def validate_tables(spec: FeatureSpec, users: pd.DataFrame, items: pd.DataFrame, where: str = "bundle") -> None:
+    """The users / items half of :func:`validate_bundle` (a cached job reads its rows from the derived arrays)."""
     for df, col, n, fields, name in ((users, "user", spec.num_users, spec.user_fields, "users.parquet"),
                                      (items, "item", spec.num_items, spec.item_fields, "items.parquet")):
         _check_ids(df, col, n, f"{where}/{name}")
@@ -228,14 +233,29 @@ def write_bundle(out_dir: Path, spec: FeatureSpec, inter: pd.DataFrame, users: p
 
 @dataclass
 class Bundle:
-    """A loaded bundle."""
+    """A loaded bundle. Opened with ``read_bundle(..., interactions=False)`` (a job whose rows come from the
+    cached derived arrays), its interactions frame is read and checked only if something asks for it."""
 
     spec: FeatureSpec
-    interactions: pd.DataFrame
+    _interactions: pd.DataFrame | None
     users: pd.DataFrame
     items: pd.DataFrame
     stats: dict[str, Any]
     path: Path
+    version_dir: Path | None = None
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        if self._interactions is None:
+            real = self.version_dir or self.path.resolve()
+            problem = bundle_problem(real)
+            if problem is not None:
+                raise BundleError(f"bundle {self.path} failed its manifest ({problem}); re-run prepare")
+            inter = _read_parquet(real / "interactions.parquet")
+            validate_bundle(self.spec, inter, self.users, self.items, where=str(real))
+            _check_stats(self.stats, inter, real / "stats.json")
+            self._interactions = inter
+        return self._interactions
 
 
 def bundle_problem(path: Path) -> str | None:
@@ -263,18 +283,24 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _check_stats(stats: Any, inter: pd.DataFrame, where: Path) -> None:
     """stats.json must describe the interactions it sits next to (its label rate ends up in result.json)."""
+    check_stats_counts(stats, len(inter), int((inter["label"].to_numpy() > 0.5).sum()), where)
+
+
+def check_stats_counts(stats: Any, rows: int, positives: int, where: Path) -> None:
+    """:func:`_check_stats` on counts (a cached job counts the derived label array instead of the frame)."""
     if not isinstance(stats, dict):
         raise BundleError(f"{where}: expected a JSON object of counts, got {type(stats).__name__}")
-    actual = {"rows": len(inter), "positives": int((inter["label"].to_numpy() > 0.5).sum())}
+    actual = {"rows": rows, "positives": positives}
     for key, value in actual.items():
         if stats.get(key) != value:
             raise BundleError(f"{where}: {key} = {stats.get(key)!r} but interactions.parquet has {value} "
                               "(stale or edited; re-run prepare with force=true)")
 
 
-def read_bundle(path: Path) -> Bundle:
+def read_bundle(path: Path, interactions: bool = True) -> Bundle:
     """Load and validate a bundle directory (or the symlink to its current version, resolved once so that
-    every file comes from one version even if the bundle is republished meanwhile)."""
+    every file comes from one version even if the bundle is republished meanwhile). ``interactions=False``
+    defers reading the interactions frame to its first use (see :class:`Bundle`)."""
     path = Path(path)
     real = path.resolve()
     problem = bundle_problem(real)
@@ -282,9 +308,12 @@ def read_bundle(path: Path) -> Bundle:
         raise BundleError(f"bundle {path} failed its manifest ({problem}); re-run prepare")
     spec = FeatureSpec.from_dict(_read_json(real / "feature_spec.json"), source=str(real / "feature_spec.json"))
     stats = _read_json(real / "stats.json")
-    inter = _read_parquet(real / "interactions.parquet")
     users = _read_parquet(real / "users.parquet")
     items = _read_parquet(real / "items.parquet")
+    if not interactions:
+        validate_tables(spec, users, items, where=str(real))
+        return Bundle(spec, None, users, items, stats, path, real)
+    inter = _read_parquet(real / "interactions.parquet")
     validate_bundle(spec, inter, users, items, where=str(real))
     _check_stats(stats, inter, real / "stats.json")
-    return Bundle(spec, inter, users, items, stats, path)
+    return Bundle(spec, inter, users, items, stats, path, real)

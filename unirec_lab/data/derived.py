@@ -1,0 +1,164 @@
+"""Per-bundle arrays derived once and cached beside the bundle: ids, labels, split levels, dense group ids, time
+ranks, and the behaviour histories stored once per (user, cut-off time, split) with an index per row.
+
+Why: every job used to rebuild the histories and convert the split column from the interactions frame (~10 s on
+Beauty), and Beauty's 1-vs-99 candidate rows repeat one history per user ~100 times (~730 MiB). Here they are built
+the first time a (bundle version, ``history_len``, ``history.feedback``) is used, by ``unirec-prepare`` or a job's
+``prepare_data``, and published as ``<bundle version>/derived/<key>/``: ``.npy`` files, ``meta.json`` (which bundle
+bytes they come from) and ``MANIFEST.json`` (size and sha256 of each, written last). Later jobs memory-map them
+without pandas. A derived directory that fails its manifest or comes from other bundle bytes is rebuilt, with one
+log line saying why; a concurrent builder that loses the race discards its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, pad_histories, split_levels
+from unirec_lab.data.schema import read_bundle
+from unirec_lab.utils.atomic import atomic_write_json, make_temp_dir, remove_stale
+from unirec_lab.utils.manifest import MANIFEST_FILE, manifest_problem, write_manifest
+from unirec_lab.utils.memory import ensure_fits, history_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+DERIVED_VERSION = 1  # bump when the derivation changes: directories of an older version are then rebuilt
+STALE_SECONDS = 3600.0
+ARRAYS = ("user", "item", "label", "level", "group", "ts_rank", "hist_index", "hist_items", "hist_actions")
+META = "meta.json"
+
+
+def derived_key(history_len: int, feedback: str) -> str:
+    return f"v{DERIVED_VERSION}-len{history_len}-{feedback}"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A bundle's derived arrays (scenario-local ids; read-only memory maps when loaded from the cache).
+
+    ``hist_items[hist_index[r]]`` is row ``r``'s history (local item ids, oldest first, ``-1`` = padding) and
+    ``hist_actions[hist_index[r]]`` the feedback on each entry (see ``data.history``)."""
+
+    user: np.ndarray  # int32 [n]
+    item: np.ndarray  # int32 [n]
+    label: np.ndarray  # float32 [n]
+    level: np.ndarray  # int8 [n]: 0 train, 1 val, 2 test
+    group: np.ndarray  # int32 [n]: dense 0..n_groups-1 (the ``group`` column, else the user)
+    ts_rank: np.ndarray  # int32 [n]: dense rank of ``ts`` (order only)
+    hist_index: np.ndarray  # int32 [n]
+    hist_items: np.ndarray  # int32 [h, history_len]
+    hist_actions: np.ndarray  # int8 [h, history_len]
+    n_groups: int
+
+
+def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
+    """The arrays of one interactions frame. Rows with the same user, ``ts`` and split see the same history (the
+    rule of :func:`~unirec_lab.data.history.build_feedback_histories`), so it is computed and kept once for them."""
+    n = len(inter)
+    user = inter["user"].to_numpy(np.int64)
+    level = split_levels(inter["split"]).astype(np.int8)
+    ts_rank = np.unique(inter["ts"].to_numpy(), return_inverse=True)[1].reshape(-1).astype(np.int64)
+    raw_group = inter["group"].to_numpy() if "group" in inter.columns else user
+    uniq, group = np.unique(raw_group, return_inverse=True)
+    if "history" in inter.columns:  # an explicit click history per row: every entry a positive
+        ensure_fits(history_bytes(n, history_len), "data.history_len", history_len, f"the histories ({n} rows)")
+        items = pad_histories(inter["history"], history_len)
+        actions = np.where(items >= 0, ACTION_POSITIVE, 0).astype(np.int8)
+        index = np.arange(n)
+    else:
+        n_t = int(ts_rank.max()) + 1 if n else 1
+        key = (user * n_t + ts_rank) * 3 + level
+        _, first, index = np.unique(key, return_index=True, return_inverse=True)
+        ensure_fits(history_bytes(len(first), history_len), "data.history_len", history_len,
+                    f"the behaviour histories ({len(first)} distinct (user, time, split) of {n} rows)")
+        items, actions = build_feedback_histories(user, inter["item"].to_numpy(), inter["label"].to_numpy(),
+                                                  ts_rank, level, history_len, feedback, query=first)
+    return Derived(user=user.astype(np.int32), item=inter["item"].to_numpy(np.int32),
+                   label=inter["label"].to_numpy(np.float32), level=level, group=group.reshape(-1).astype(np.int32),
+                   ts_rank=ts_rank.astype(np.int32), hist_index=index.reshape(-1).astype(np.int32),
+                   hist_items=items.astype(np.int32), hist_actions=actions, n_groups=len(uniq))
+
+
+def _bundle_digest(bundle: Path) -> str | None:
+    """sha256 of the bundle's interactions.parquet as its (already verified) manifest records it."""
+    try:
+        doc = json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return str(doc["files"]["interactions.parquet"]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str) -> str | None:
+    """``None`` when ``path`` holds the derived arrays of ``bundle``'s current bytes, else why not (one line)."""
+    if not path.is_dir():
+        return "missing"
+    problem = manifest_problem(path, (*(f"{a}.npy" for a in ARRAYS), META))
+    if problem is not None:
+        return problem
+    meta = json.loads((path / META).read_text(encoding="utf-8"))
+    want = {"derived_version": DERIVED_VERSION, "history_len": history_len, "feedback": feedback,
+            "interactions_sha256": _bundle_digest(bundle)}
+    for k, v in want.items():
+        if meta.get(k) != v:
+            return f"{META}: {k} = {meta.get(k)!r}, expected {v!r} (built from other bundle bytes or settings)"
+    return None
+
+
+def write_derived(out: Path, d: Derived, meta: dict[str, object]) -> None:
+    for name in ARRAYS:
+        np.save(out / f"{name}.npy", getattr(d, name))
+    atomic_write_json(out / META, {**meta, "n_groups": d.n_groups, "rows": len(d.label),
+                                   "histories": len(d.hist_items)})
+    write_manifest(out, (*(f"{a}.npy" for a in ARRAYS), META))
+
+
+def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
+    """The directory of ``bundle``'s derived arrays for these settings, built and published first when absent,
+    stale or corrupt. ``bundle``: a verified bundle (version dir or its symlink)."""
+    real = Path(bundle).resolve()
+    final = real / "derived" / derived_key(history_len, feedback)
+    for p in remove_stale(final.parent, STALE_SECONDS):
+        log.info("removed stale %s", p)
+    reason = derived_problem(final, real, history_len, feedback)
+    if reason is None:
+        return final
+    if reason != "missing":
+        log.warning("derived arrays %s failed their check (%s); rebuilding", final, reason)
+    d = derive(read_bundle(real).interactions, history_len, feedback)
+    tmp = make_temp_dir(final.parent, prefix=f".{final.name}.")
+    try:
+        write_derived(tmp, d, {"derived_version": DERIVED_VERSION, "history_len": history_len,
+                               "feedback": feedback, "interactions_sha256": _bundle_digest(real)})
+        if final.exists():  # the failed one: moved aside (its readers keep their maps), removed by age
+            try:
+                os.rename(final, final.parent / f".{final.name}.bad-{uuid.uuid4().hex[:8]}")
+            except FileNotFoundError:
+                pass
+        try:
+            os.rename(tmp, final)
+        except OSError:  # a concurrent builder published first: keep theirs if it is sound
+            if derived_problem(final, real, history_len, feedback) is not None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("derived arrays of %s -> %s (%d histories for %d rows)", real.name, final, len(d.hist_items),
+             len(d.label))
+    return final
+
+
+def load_derived(path: Path) -> Derived:
+    """Memory-map the arrays of a directory :func:`ensure_derived` returned (zero-copy, read-only)."""
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    meta = json.loads((path / META).read_text(encoding="utf-8"))
+    return Derived(**arrays, n_groups=int(meta["n_groups"]))
