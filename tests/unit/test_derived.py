@@ -176,6 +176,7 @@ def test_indexed_rows_gather_select_and_materialise():
     col = IndexedRows(table, torch.tensor([2, 2, 0, 1, 2]))
     assert col.shape == (5, 2) and len(col) == 5 and col.dtype == table.dtype
     assert torch.equal(col[1:3], torch.tensor([[4, 5], [0, 1]]))
+    assert torch.equal(col[:, -1], torch.tensor([5, 5, 1, 3, 5])) and int(col[3, 0]) == 2
     assert torch.equal(col[torch.tensor([True, False, False, True, False])], torch.tensor([[4, 5], [2, 3]]))
     sub = take_rows({"history": col, "label": torch.arange(5)}, torch.tensor([0, 3]))
     assert isinstance(sub["history"], IndexedRows) and sub["history"].table is table

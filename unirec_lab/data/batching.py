@@ -37,6 +37,9 @@ class IndexedRows:
         return self.table.dtype
 
     def __getitem__(self, idx: object) -> torch.Tensor:
+        if isinstance(idx, tuple):  # (rows, columns...) as on a tensor
+            rows = self.index[idx[0]]
+            return self.table[rows][idx[1:] if rows.dim() == 0 else (slice(None), *idx[1:])]
         return self.table[self.index[idx]]
 
     def select(self, idx: object) -> IndexedRows:
