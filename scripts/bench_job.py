@@ -49,15 +49,17 @@ def _child_job(overrides: list[str], out: str) -> None:
     acc: dict[str, float] = {}
     marks: dict[str, float] = {}
 
-    def timed(owner: object, name: str, phase: str) -> None:
+    def timed(owner: object, name: str, phase: str, minus: str | None = None) -> None:
+        """Add the call's time to ``phase`` (less what ``minus`` gained meanwhile: nested phases)."""
         fn = getattr(owner, name)
 
         def wrapper(*a: object, **kw: object) -> object:
-            t0 = time.perf_counter()
+            t0, inner = time.perf_counter(), acc.get(minus, 0.0)
             try:
                 return fn(*a, **kw)
             finally:
-                acc[phase] = acc.get(phase, 0.0) + time.perf_counter() - t0
+                nested = acc.get(minus, 0.0) - inner if minus else 0.0
+                acc[phase] = acc.get(phase, 0.0) + time.perf_counter() - t0 - nested
         setattr(owner, name, wrapper)
 
     class PhaseTimer(pl.Callback):
@@ -96,7 +98,7 @@ def _child_job(overrides: list[str], out: str) -> None:
     timed(recipe_mod.RunRecipe, "setup", "config")
     timed(MultiScenarioDataModule, "prepare_data", "data setup")
     timed(MultiScenarioDataModule, "setup", "data setup")
-    timed(recipe_mod, "build", "build (data + model)")
+    timed(recipe_mod, "build", "model build", minus="data setup")
     timed(RunCheckpointIO, "save_checkpoint", "checkpoints")
     timed(RunCheckpointIO, "load_checkpoint", "checkpoints")
     timed(recipe_mod.RunRecipe, "record", "result")
@@ -113,7 +115,6 @@ def _child_job(overrides: list[str], out: str) -> None:
 
     phases = dict(acc)
     phases["config"] = phases.get("config", 0.0) + marks["run"] - t_main  # Hydra compose before the recipe
-    phases["model build"] = phases.pop("build (data + model)", 0.0) - phases.get("data setup", 0.0)
     phases["train"] = phases.pop("train+val in epoch", 0.0) - phases.get("validation", 0.0)  # val runs inside
     phases["import torch, pytorch_lightning"] = t_torch - t_start
     phases["import ours (unirec_lab.train)"] = t_ours - t_torch
@@ -149,7 +150,9 @@ def _child_prepare(overrides: list[str]) -> None:
 
     from conftest import compose_cfg
 
-    build_datamodule(compose_cfg(Path(tempfile.mkdtemp()) / "run", overrides))
+    cfg = compose_cfg(Path(tempfile.mkdtemp()) / "run", overrides)
+    cfg.paths.cache_dir = os.environ["UNIREC_CACHE_DIR"]
+    build_datamodule(cfg)
 
 
 class LoadSampler:

@@ -112,11 +112,17 @@ def test_splits_equal_the_per_row_path(tmp_path):
 
 def test_candidate_rows_share_one_history(tmp_path):
     """Rows of one impression (same user, time and split) point at one stored history, not a copy each."""
-    d = load_derived(ensure_derived(prepare_bundle(_scenarios()["news"]["source"], tmp_path), K, "positives"))
-    key = np.stack([d.user, d.ts_rank, d.level], 1)
+    bundle = prepare_bundle(_scenarios()["news"]["source"], tmp_path)
+    d = load_derived(ensure_derived(bundle, K, "positives"))
+    inter = read_bundle(bundle).interactions
+    inter = inter.assign(level=inter["split"].map({s: i for i, s in enumerate(SPLITS)})).sort_values(
+        "level", kind="stable")
+    assert d.split_rows == tuple(int((inter["level"] == i).sum()) for i in range(3))
+    assert np.array_equal(d.user, inter["user"]) and np.array_equal(d.item, inter["item"])
+    key = inter[["user", "ts", "level"]].to_numpy()
     n_distinct = len(np.unique(key, axis=0))
     assert len(d.hist_items) == n_distinct < len(d.label) // 3
-    assert isinstance(d.hist_items, np.memmap)  # zero-copy from the cache
+    assert isinstance(d.hist_items, np.memmap) and isinstance(d.user, np.memmap)  # zero-copy from the cache
     # the same (user, time, split) -> the same index; different -> different
     _, inv = np.unique(key, axis=0, return_inverse=True)
     assert len(np.unique(np.stack([inv.reshape(-1), d.hist_index], 1), axis=0)) == n_distinct

@@ -104,22 +104,21 @@ def derived_tensors(d: Derived, space: FeatureSpace, s_idx: int, group_offset: i
     name = space.scenarios[s_idx]
     settings = history_settings(name, history)
     hist = np.where(d.hist_items >= 0, d.hist_items.astype(np.int64) + space.item_offset[name] + 1, 0)
-    level = np.asarray(d.level)
-    keep = np.ones(len(level), dtype=bool)
-    if settings["train_chunk"] is not None:
-        train = level == SPLIT_LEVEL["train"]
-        keep = ~train | chunk_end_rows(np.asarray(d.user), np.asarray(d.ts_rank), train, settings["train_chunk"])
     out = {}
     for split in SPLITS:
-        m = (level == SPLIT_LEVEL[split]) & keep
-        user, item = np.asarray(d.user[m]), np.asarray(d.item[m])
+        rows = d.rows(split)  # a contiguous slice of the memory maps: nothing is read before it is used
+        if split == "train" and settings["train_chunk"] is not None:
+            n = rows.stop - rows.start
+            rows = rows.start + np.flatnonzero(chunk_end_rows(
+                np.asarray(d.user[rows]), np.asarray(d.train_ts_rank), np.ones(n, dtype=bool),
+                settings["train_chunk"]))
         out[split] = {
-            "scenario": np.full(len(user), s_idx, dtype=np.int64),
-            "user": space.global_users(name, user),
-            "item": space.global_items(name, item),
-            "label": np.asarray(d.label[m]),
-            "group": d.group[m].astype(np.int64) + group_offset,
-            "history_index": d.hist_index[m].astype(np.int64) + hist_offset,
+            "scenario": np.full(len(d.user[rows]), s_idx, dtype=np.int64),
+            "user": space.global_users(name, d.user[rows]),
+            "item": space.global_items(name, d.item[rows]),
+            "label": d.label[rows].astype(np.float32),
+            "group": d.group[rows].astype(np.int64) + group_offset,
+            "history_index": d.hist_index[rows].astype(np.int64) + hist_offset,
         }
     return out, (hist, np.ascontiguousarray(d.hist_actions))
 
@@ -158,6 +157,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.history_len, self.mix_alpha, self.shuffle_seed = history_len, mix_alpha, shuffle_seed
         self.bundles: dict[str, Bundle] = {}
+        self._prepared: dict[str, tuple[Path, Path]] = {}  # scenario -> (bundle, its derived arrays)
         self.space: FeatureSpace | None = None
         self.splits: dict[str, Batch] = {}
         self.val_subset: dict[str, dict[str, int]] = {}  # per scenario: validation rows / groups kept of all
@@ -166,26 +166,30 @@ class MultiScenarioDataModule(pl.LightningDataModule):
     def scenario_names(self) -> list[str]:
         return list(self.sources)
 
-    def _derived(self, name: str, bundle: Path) -> Path:
-        return ensure_derived(bundle, self.history_len, self.history_settings[name]["feedback"])
-
     def prepare_data(self) -> None:
+        """Each scenario's bundle and derived arrays, built when absent, stale or corrupt (checked once per
+        process: Lightning calls this again in ``fit`` after :meth:`setup` has used them)."""
+        if self._prepared:
+            return
         for name, src in self.sources.items():
-            self._derived(name, prepare_bundle(src, self.cache_dir))
+            bundle = prepare_bundle(src, self.cache_dir)
+            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len,
+                                                           self.history_settings[name]["feedback"]))
 
     def setup(self, stage: str | None = None) -> None:
         if self.space is not None:
             return
-        paths = {k: prepare_bundle(s, self.cache_dir) for k, s in self.sources.items()}
-        self.bundles = {k: read_bundle(p, interactions=False) for k, p in paths.items()}
+        self.prepare_data()
+        self.bundles = {k: read_bundle(p, interactions=False) for k, (p, _) in self._prepared.items()}
         self.space = build_feature_space(self.bundles)
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         tables: list[tuple[np.ndarray, np.ndarray]] = []
         group_offset = hist_offset = 0
         for s_idx, (name, b) in enumerate(self.bundles.items()):
-            where = self._derived(name, paths[name])
+            bundle, where = self._prepared[name]
             d = load_derived(where)
-            check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label > 0.5)), where / "stats.json")
+            check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label)),
+                               bundle.resolve() / "stats.json")
             arrays, table = derived_tensors(d, self.space, s_idx, group_offset, hist_offset,
                                             self.history_settings[name])
             group_offset += d.n_groups

@@ -25,6 +25,7 @@ import numpy as np
 
 from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, pad_histories, split_levels
 from unirec_lab.data.schema import read_bundle
+from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_json, make_temp_dir, remove_stale
 from unirec_lab.utils.manifest import MANIFEST_FILE, manifest_problem, write_manifest
 from unirec_lab.utils.memory import ensure_fits, history_bytes
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DERIVED_VERSION = 1  # bump when the derivation changes: directories of an older version are then rebuilt
 STALE_SECONDS = 3600.0
-ARRAYS = ("user", "item", "label", "level", "group", "ts_rank", "hist_index", "hist_items", "hist_actions")
+ARRAYS = ("user", "item", "label", "group", "hist_index", "train_ts_rank", "hist_items", "hist_actions")
 META = "meta.json"
 
 
@@ -47,19 +48,25 @@ def derived_key(history_len: int, feedback: str) -> str:
 class Derived:
     """A bundle's derived arrays (scenario-local ids; read-only memory maps when loaded from the cache).
 
-    ``hist_items[hist_index[r]]`` is row ``r``'s history (local item ids, oldest first, ``-1`` = padding) and
-    ``hist_actions[hist_index[r]]`` the feedback on each entry (see ``data.history``)."""
+    Rows are ordered train, val, test (bundle order within each split), so a split is a contiguous, zero-copy
+    slice (:meth:`rows`). ``hist_items[hist_index[r]]`` is row ``r``'s history (local item ids, oldest first,
+    ``-1`` = padding) and ``hist_actions[hist_index[r]]`` the feedback on each entry (see ``data.history``)."""
 
     user: np.ndarray  # int32 [n]
     item: np.ndarray  # int32 [n]
-    label: np.ndarray  # float32 [n]
-    level: np.ndarray  # int8 [n]: 0 train, 1 val, 2 test
+    label: np.ndarray  # uint8 [n]: 0/1
     group: np.ndarray  # int32 [n]: dense 0..n_groups-1 (the ``group`` column, else the user)
-    ts_rank: np.ndarray  # int32 [n]: dense rank of ``ts`` (order only)
     hist_index: np.ndarray  # int32 [n]
+    train_ts_rank: np.ndarray  # int32 [train rows]: dense rank of ``ts`` (order only; chunked training)
     hist_items: np.ndarray  # int32 [h, history_len]
     hist_actions: np.ndarray  # int8 [h, history_len]
     n_groups: int
+    split_rows: tuple[int, int, int]
+
+    def rows(self, split: str) -> slice:
+        i = SPLITS.index(split)
+        start = sum(self.split_rows[:i])
+        return slice(start, start + self.split_rows[i])
 
 
 def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
@@ -84,10 +91,14 @@ def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
                     f"the behaviour histories ({len(first)} distinct (user, time, split) of {n} rows)")
         items, actions = build_feedback_histories(user, inter["item"].to_numpy(), inter["label"].to_numpy(),
                                                   ts_rank, level, history_len, feedback, query=first)
-    return Derived(user=user.astype(np.int32), item=inter["item"].to_numpy(np.int32),
-                   label=inter["label"].to_numpy(np.float32), level=level, group=group.reshape(-1).astype(np.int32),
-                   ts_rank=ts_rank.astype(np.int32), hist_index=index.reshape(-1).astype(np.int32),
-                   hist_items=items.astype(np.int32), hist_actions=actions, n_groups=len(uniq))
+    order = np.argsort(level, kind="stable")  # train, val, test; bundle order within each
+    counts = np.bincount(level, minlength=3)
+    return Derived(user=user[order].astype(np.int32), item=inter["item"].to_numpy(np.int32)[order],
+                   label=(inter["label"].to_numpy()[order] > 0.5).astype(np.uint8),
+                   group=group.reshape(-1)[order].astype(np.int32),
+                   hist_index=index.reshape(-1)[order].astype(np.int32),
+                   train_ts_rank=ts_rank[order[:counts[0]]].astype(np.int32), hist_items=items.astype(np.int32),
+                   hist_actions=actions, n_groups=len(uniq), split_rows=tuple(int(c) for c in counts[:3]))
 
 
 def _bundle_digest(bundle: Path) -> str | None:
@@ -118,7 +129,7 @@ def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str) -
 def write_derived(out: Path, d: Derived, meta: dict[str, object]) -> None:
     for name in ARRAYS:
         np.save(out / f"{name}.npy", getattr(d, name))
-    atomic_write_json(out / META, {**meta, "n_groups": d.n_groups, "rows": len(d.label),
+    atomic_write_json(out / META, {**meta, "n_groups": d.n_groups, "split_rows": list(d.split_rows),
                                    "histories": len(d.hist_items)})
     write_manifest(out, (*(f"{a}.npy" for a in ARRAYS), META))
 
@@ -161,4 +172,4 @@ def load_derived(path: Path) -> Derived:
     """Memory-map the arrays of a directory :func:`ensure_derived` returned (zero-copy, read-only)."""
     arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
     meta = json.loads((path / META).read_text(encoding="utf-8"))
-    return Derived(**arrays, n_groups=int(meta["n_groups"]))
+    return Derived(**arrays, n_groups=int(meta["n_groups"]), split_rows=tuple(meta["split_rows"]))
