@@ -18,6 +18,7 @@ from unirec_lab.data.prepare import BuiltBundle, prepare_bundle
 from unirec_lab.data.schema import BUNDLE_FILES, BundleError, read_bundle
 from unirec_lab.data.synthetic import SyntheticScenario
 from unirec_lab.data.synthetic_kt import SyntheticKnowledgeTracing
+from unirec_lab.data.val_subset import subset_mask
 from unirec_lab.features import SPLITS
 from unirec_lab.utils.manifest import write_manifest
 
@@ -86,9 +87,11 @@ def _dm(tmp_path, **kw) -> MultiScenarioDataModule:
     return dm
 
 
-def test_splits_equal_the_per_row_path(tmp_path):
-    """Every column of every split, histories included, equals what the per-row path builds from the frame."""
-    dm = _dm(tmp_path, val_budget=None)
+@pytest.mark.parametrize("budget", [None, 0.3])
+def test_splits_equal_the_per_row_path(tmp_path, budget):
+    """Every column of every split, histories and row ids included, equals what the per-row path builds from
+    the frame (and, with a validation budget, the same groups are kept)."""
+    dm = _dm(tmp_path, val_budget=budget, val_subset_seed=4)
     ref: dict[str, list[dict]] = {s: [] for s in SPLITS}
     group_offset = 0
     for s_idx, sc in enumerate(_scenarios().values()):
@@ -98,10 +101,20 @@ def test_splits_equal_the_per_row_path(tmp_path):
         for s in SPLITS:
             ref[s].append(arrays[s])
     for s in SPLITS:
+        want_all = {k: np.concatenate([p[k] for p in ref[s]]) for k in ref[s][0]}
+        want_all["row"] = np.arange(len(want_all["label"]))
+        if s == "val" and budget is not None:
+            keep, info = subset_mask(want_all, dm.space.scenarios, np.array([len(p["label"]) for p in ref["train"]]),
+                                     budget, 4)
+            assert 0 < keep.sum() < len(keep) and info == dm.val_subset
+            for i, name in enumerate(dm.space.scenarios):  # groups kept = distinct groups of the kept rows
+                assert info[name]["groups"] == len(np.unique(want_all["group"][keep & (want_all["scenario"] == i)]))
+            want_all = {k: v[keep] for k, v in want_all.items()}
         got = dm.splits[s]
         assert isinstance(got["history"], IndexedRows)
-        for key in ref[s][0]:
-            want = torch.from_numpy(np.concatenate([p[key] for p in ref[s]]))
+        assert list(got) == list(want_all)
+        for key in want_all:
+            want = torch.from_numpy(want_all[key])
             have = got[key].materialize() if isinstance(got[key], IndexedRows) else got[key]
             assert have.dtype == want.dtype, key
             assert torch.equal(have, want), (s, key)

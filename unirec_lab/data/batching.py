@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 Batch = dict[str, torch.Tensor]
@@ -48,6 +49,9 @@ class IndexedRows:
 
     def materialize(self) -> torch.Tensor:
         return self.table[self.index]
+
+    def numpy(self) -> np.ndarray:
+        return self.materialize().numpy()
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206 (torch protocol)

@@ -27,7 +27,7 @@ from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, check_stats_counts, read_bundle
-from unirec_lab.data.val_subset import check_budget, subset_mask
+from unirec_lab.data.val_subset import budget_rows, check_budget, group_subset
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
 
 log = logging.getLogger(__name__)
@@ -95,32 +95,40 @@ def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, histo
     return out, len(uniq)
 
 
-def derived_tensors(d: Derived, space: FeatureSpace, s_idx: int, group_offset: int, hist_offset: int,
-                    history: Mapping[str, Any] | None = None,
-                    ) -> tuple[dict[str, dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
-    """:func:`interaction_tensors` from a bundle's cached derived arrays: per split the same columns, except that
-    ``history_index`` (into the returned ``(items, actions)`` table, offset by ``hist_offset``) replaces the
-    per-row ``history`` / ``history_action``."""
-    name = space.scenarios[s_idx]
+def derived_rows(d: Derived, history: Mapping[str, Any] | None, name: str) -> dict[str, slice | np.ndarray]:
+    """Per split, the rows of ``d`` that enter it: a slice, or for ``history.train_chunk`` the training rows
+    that end a chunk."""
     settings = history_settings(name, history)
+    out: dict[str, slice | np.ndarray] = {s: d.rows(s) for s in SPLITS}
+    if settings["train_chunk"] is not None:
+        rows = d.rows("train")
+        n = rows.stop - rows.start
+        out["train"] = rows.start + np.flatnonzero(chunk_end_rows(
+            np.asarray(d.user[rows]), np.asarray(d.train_ts_rank), np.ones(n, dtype=bool), settings["train_chunk"]))
+    return out
+
+
+def derived_columns(d: Derived, space: FeatureSpace, s_idx: int, rows: slice | np.ndarray, group_offset: int,
+                    hist_offset: int) -> dict[str, np.ndarray]:
+    """The columns of :func:`interaction_tensors` for these rows of a bundle's derived arrays, except that
+    ``history_index`` (into the scenario's history table, offset by ``hist_offset``) replaces the per-row
+    ``history`` / ``history_action`` (see :func:`history_table`)."""
+    name = space.scenarios[s_idx]
+    user = d.user[rows]
+    return {
+        "scenario": np.full(len(user), s_idx, dtype=np.int64),
+        "user": space.global_users(name, user),
+        "item": space.global_items(name, d.item[rows]),
+        "label": d.label[rows].astype(np.float32),
+        "group": np.add(d.group[rows], group_offset, dtype=np.int64),
+        "history_index": np.add(d.hist_index[rows], hist_offset, dtype=np.int64),
+    }
+
+
+def history_table(d: Derived, space: FeatureSpace, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The scenario's distinct histories in global item ids (0 = padding) and their feedback actions."""
     hist = np.where(d.hist_items >= 0, d.hist_items.astype(np.int64) + space.item_offset[name] + 1, 0)
-    out = {}
-    for split in SPLITS:
-        rows = d.rows(split)  # a contiguous slice of the memory maps: nothing is read before it is used
-        if split == "train" and settings["train_chunk"] is not None:
-            n = rows.stop - rows.start
-            rows = rows.start + np.flatnonzero(chunk_end_rows(
-                np.asarray(d.user[rows]), np.asarray(d.train_ts_rank), np.ones(n, dtype=bool),
-                settings["train_chunk"]))
-        out[split] = {
-            "scenario": np.full(len(d.user[rows]), s_idx, dtype=np.int64),
-            "user": space.global_users(name, d.user[rows]),
-            "item": space.global_items(name, d.item[rows]),
-            "label": d.label[rows].astype(np.float32),
-            "group": d.group[rows].astype(np.int64) + group_offset,
-            "history_index": d.hist_index[rows].astype(np.int64) + hist_offset,
-        }
-    return out, (hist, np.ascontiguousarray(d.hist_actions))
+    return hist, np.ascontiguousarray(d.hist_actions)
 
 
 class MultiScenarioDataModule(pl.LightningDataModule):
@@ -183,6 +191,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.bundles = {k: read_bundle(p, interactions=False) for k, (p, _) in self._prepared.items()}
         self.space = build_feature_space(self.bundles)
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
+        n_rows = dict.fromkeys(SPLITS, 0)  # rows of each full split so far (row ids count them all)
         tables: list[tuple[np.ndarray, np.ndarray]] = []
         group_offset = hist_offset = 0
         for s_idx, (name, b) in enumerate(self.bundles.items()):
@@ -190,23 +199,27 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             d = load_derived(where)
             check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label)),
                                bundle.resolve() / "stats.json")
-            arrays, table = derived_tensors(d, self.space, s_idx, group_offset, hist_offset,
-                                            self.history_settings[name])
+            tables.append(history_table(d, self.space, name))
+            for split, rows in derived_rows(d, self.history_settings[name], name).items():
+                n = len(d.user[rows])
+                local = np.arange(n)
+                if split == "val" and self.val_budget is not None:  # whole groups, drawn before columns are built
+                    keep, self.val_subset[name] = group_subset(
+                        d.group[rows], budget_rows(self.val_budget, len(parts["train"][-1]["label"])),
+                        self.val_subset_seed, name)
+                    local = np.flatnonzero(keep)
+                    rows = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[local]
+                cols = derived_columns(d, self.space, s_idx, rows, group_offset, hist_offset)
+                cols["row"] = local + n_rows[split]  # the full split's row ids
+                n_rows[split] += n
+                parts[split].append(cols)
             group_offset += d.n_groups
-            hist_offset += len(table[0])
-            tables.append(table)
-            for split in SPLITS:
-                parts[split].append(arrays[split])
+            hist_offset += len(tables[-1][0])
         hist = torch.from_numpy(np.concatenate([t[0] for t in tables]))
         action = torch.from_numpy(np.concatenate([t[1] for t in tables]))
         for split in SPLITS:
-            cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
-            cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
-            if split == "val" and self.val_budget is not None:  # keeps the full split's row ids
-                train_rows = np.array([len(p["label"]) for p in parts["train"]])
-                keep, self.val_subset = subset_mask(cat, self.space.scenarios, train_rows, self.val_budget,
-                                                    self.val_subset_seed)
-                cat = {k: v[keep] for k, v in cat.items()}
+            ps = parts[split]
+            cat = ps[0] if len(ps) == 1 else {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
             t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
             index = t.pop("history_index")
             row = t.pop("row")
