@@ -14,6 +14,7 @@ import torch
 from unirec_lab.data.batching import IndexedRows, take_rows
 from unirec_lab.data.datamodule import MultiScenarioDataModule, interaction_tensors
 from unirec_lab.data.derived import ARRAYS, derived_key, ensure_derived, load_derived
+from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.prepare import BuiltBundle, prepare_bundle
 from unirec_lab.data.schema import BUNDLE_FILES, BundleError, read_bundle
 from unirec_lab.data.synthetic import SyntheticScenario
@@ -71,7 +72,7 @@ def _scenarios() -> dict:
     return {
         "shop": {"source": SyntheticScenario("shop", WORLD, num_users=40, num_items=30, rows_per_user=12)},
         "news": {"source": SyntheticScenario("news", WORLD, num_users=30, num_items=40, rows_per_user=24,
-                                             group_by="impression", impression_size=6)},
+                                             group_by="impression", impression_size=6, text_tokens=4)},
         "kt": {"source": SyntheticKnowledgeTracing("kt", num_students=40, num_skills=4, problems_per_skill=5,
                                                    responses_per_student=15),
                "history": {"feedback": "all", "train_chunk": 3}},
@@ -121,6 +122,17 @@ def test_splits_equal_the_per_row_path(tmp_path, budget):
         batches = list(dm.val_dataloader() if s == "val" else dm.test_dataloader() if s == "test"
                        else dm.train_dataloader())
         assert all(type(v) is torch.Tensor for b in batches for v in b.values())  # batches are plain tensors
+
+
+def test_feature_space_from_cached_tables_equals_the_frames(tmp_path):
+    """The cached users / items columns (no parquet, no pandas) lay out the same feature space as the frames."""
+    dm = _dm(tmp_path)
+    ref = build_feature_space({k: read_bundle(prepare_bundle(sc["source"], tmp_path))
+                               for k, sc in _scenarios().items()})
+    assert any(s.kind == "bag" for s in ref.item_slots)  # list fields are covered
+    for name in ("user_features", "item_features", "item_scenario", "user_dense", "item_dense"):
+        assert torch.equal(getattr(dm.space, name), getattr(ref, name)), name
+    assert dm.space.describe() == ref.describe()
 
 
 def test_candidate_rows_share_one_history(tmp_path):

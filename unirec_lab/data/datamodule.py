@@ -14,21 +14,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 
 from unirec_lab.data.batching import Batch, IndexedRows, TensorBatches, take_rows
-from unirec_lab.data.derived import Derived, ensure_derived, load_derived
+from unirec_lab.data.derived import BundleTables, Derived, ensure_derived, load_derived
 from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, check_stats_counts, read_bundle
 from unirec_lab.data.val_subset import budget_rows, check_budget, group_subset
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +190,17 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         if self.space is not None:
             return
         self.prepare_data()
-        self.bundles = {k: read_bundle(p, interactions=False) for k, (p, _) in self._prepared.items()}
-        self.space = build_feature_space(self.bundles)
+        self.bundles = {k: read_bundle(p, interactions=False, tables=False) for k, (p, _) in self._prepared.items()}
+        derived = {k: load_derived(where) for k, (_, where) in self._prepared.items()}
+        self.space = build_feature_space({k: BundleTables(b.spec, derived[k].tables["users"],
+                                                          derived[k].tables["items"])
+                                          for k, b in self.bundles.items()})
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
         n_rows = dict.fromkeys(SPLITS, 0)  # rows of each full split so far (row ids count them all)
         tables: list[tuple[np.ndarray, np.ndarray]] = []
         group_offset = hist_offset = 0
         for s_idx, (name, b) in enumerate(self.bundles.items()):
-            bundle, where = self._prepared[name]
-            d = load_derived(where)
+            bundle, d = self._prepared[name][0], derived[name]
             check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label)),
                                bundle.resolve() / "stats.json")
             tables.append(history_table(d, self.space, name))

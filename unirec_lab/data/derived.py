@@ -17,14 +17,14 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, pad_histories, split_levels
-from unirec_lab.data.schema import read_bundle
+from unirec_lab.data.schema import FeatureSpec, FieldSpec, read_bundle
 from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_json, make_temp_dir, remove_stale
 from unirec_lab.utils.manifest import MANIFEST_FILE, manifest_problem, write_manifest
@@ -34,10 +34,63 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-DERIVED_VERSION = 1  # bump when the derivation changes: directories of an older version are then rebuilt
+DERIVED_VERSION = 2  # bump when the derivation changes: directories of an older version are then rebuilt
 STALE_SECONDS = 3600.0
 ARRAYS = ("user", "item", "label", "group", "hist_index", "train_ts_rank", "hist_items", "hist_actions")
 META = "meta.json"
+TABLES = ("users", "items")
+
+
+@dataclass(frozen=True)
+class ListColumn:
+    """A list column laid out as Arrow does: row ``r`` is ``values[offsets[r]:offsets[r + 1]]``."""
+
+    offsets: np.ndarray  # int64 [n + 1]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+Columns = dict[str, "np.ndarray | ListColumn"]
+
+
+@dataclass(frozen=True)
+class BundleTables:
+    """What :func:`~unirec_lab.data.feature_space.build_feature_space` reads of a bundle: its spec and the id and
+    field columns of its users / items (from the cache: no parquet, no pandas)."""
+
+    spec: FeatureSpec
+    users: Columns
+    items: Columns
+
+
+def table_columns(df: pd.DataFrame, entity: str, fields: tuple[FieldSpec, ...]) -> Columns:
+    """The id column and every field column of a users / items frame (list fields as :class:`ListColumn`)."""
+    import pyarrow as pa
+
+    out: Columns = {entity: df[entity].to_numpy()}
+    for f in fields:
+        col = df[f.name]
+        if f.kind in ("categorical", "dense"):
+            out[f.name] = col.to_numpy()
+            continue
+        arr = pa.array(col)
+        lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        out[f.name] = ListColumn(np.concatenate([[0], np.cumsum(lens)]),
+                                 arr.flatten().to_numpy(zero_copy_only=False))
+    return out
+
+
+def _table_files(tables: dict[str, Columns]) -> dict[str, np.ndarray]:
+    files = {}
+    for t, cols in tables.items():
+        for name, col in cols.items():
+            if isinstance(col, ListColumn):
+                files[f"{t}.{name}.offsets"], files[f"{t}.{name}.values"] = col.offsets, col.values
+            else:
+                files[f"{t}.{name}"] = col
+    return files
 
 
 def derived_key(history_len: int, feedback: str) -> str:
@@ -62,6 +115,7 @@ class Derived:
     hist_actions: np.ndarray  # int8 [h, history_len]
     n_groups: int
     split_rows: tuple[int, int, int]
+    tables: dict[str, Columns] = field(default_factory=dict)  # "users" / "items" -> columns
 
     def rows(self, split: str) -> slice:
         i = SPLITS.index(split)
@@ -127,11 +181,14 @@ def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str) -
 
 
 def write_derived(out: Path, d: Derived, meta: dict[str, object]) -> None:
-    for name in ARRAYS:
-        np.save(out / f"{name}.npy", getattr(d, name))
+    tables = _table_files(d.tables)
+    for name, arr in [*((a, getattr(d, a)) for a in ARRAYS), *tables.items()]:
+        np.save(out / f"{name}.npy", arr)
+    columns = {t: {c: "list" if isinstance(v, ListColumn) else "flat" for c, v in cols.items()}
+               for t, cols in d.tables.items()}
     atomic_write_json(out / META, {**meta, "n_groups": d.n_groups, "split_rows": list(d.split_rows),
-                                   "histories": len(d.hist_items)})
-    write_manifest(out, (*(f"{a}.npy" for a in ARRAYS), META))
+                                   "histories": len(d.hist_items), "columns": columns})
+    write_manifest(out, (*(f"{a}.npy" for a in [*ARRAYS, *tables]), META))
 
 
 def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
@@ -146,7 +203,10 @@ def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
         return final
     if reason != "missing":
         log.warning("derived arrays %s failed their check (%s); rebuilding", final, reason)
-    d = derive(read_bundle(real).interactions, history_len, feedback)
+    b = read_bundle(real)
+    d = derive(b.interactions, history_len, feedback)
+    d = replace(d, tables={"users": table_columns(b.users, "user", b.spec.user_fields),
+                           "items": table_columns(b.items, "item", b.spec.item_fields)})
     tmp = make_temp_dir(final.parent, prefix=f".{final.name}.")
     try:
         write_derived(tmp, d, {"derived_version": DERIVED_VERSION, "history_len": history_len,
@@ -170,6 +230,11 @@ def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
 
 def load_derived(path: Path) -> Derived:
     """Memory-map the arrays of a directory :func:`ensure_derived` returned (zero-copy, read-only)."""
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    def load(name: str) -> np.ndarray:
+        return np.load(path / f"{name}.npy", mmap_mode="r")
+
     meta = json.loads((path / META).read_text(encoding="utf-8"))
-    return Derived(**arrays, n_groups=int(meta["n_groups"]), split_rows=tuple(meta["split_rows"]))
+    tables = {t: {c: ListColumn(load(f"{t}.{c}.offsets"), load(f"{t}.{c}.values")) if kind == "list"
+                  else load(f"{t}.{c}") for c, kind in cols.items()} for t, cols in meta["columns"].items()}
+    return Derived(**{a: load(a) for a in ARRAYS}, n_groups=int(meta["n_groups"]),
+                   split_rows=tuple(meta["split_rows"]), tables=tables)

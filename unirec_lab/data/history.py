@@ -15,14 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from unirec_lab.features import SPLIT_LEVEL
 
 # The stats table counts histories with the cap the data module uses by default (conf/data/default.yaml
 # history_len); it only affects the reported statistic, never a bundle.
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
+pc = lazy_import("pyarrow.compute")
 STATS_HISTORY_LEN = 20
 
 

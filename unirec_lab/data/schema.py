@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.history import mean_history_len
 from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
+from unirec_lab.utils.lazy import lazy_import
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
+
+pd = lazy_import("pandas")  # a cached job reads no frame (data/derived.py): neither import on its start-up
+pa = lazy_import("pyarrow")
 
 FIELD_KINDS = ("categorical", "multi", "text", "text_embedding", "dense")
 BUNDLE_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "feature_spec.json", "stats.json")
@@ -233,24 +235,45 @@ def write_bundle(out_dir: Path, spec: FeatureSpec, inter: pd.DataFrame, users: p
 
 @dataclass
 class Bundle:
-    """A loaded bundle. Opened with ``read_bundle(..., interactions=False)`` (a job whose rows come from the
-    cached derived arrays), its interactions frame is read and checked only if something asks for it."""
+    """A loaded bundle. Opened with ``read_bundle(..., interactions=False, tables=False)`` (a job whose rows and
+    feature columns come from the cached derived arrays), its frames are read and checked only when asked for."""
 
     spec: FeatureSpec
     _interactions: pd.DataFrame | None
-    users: pd.DataFrame
-    items: pd.DataFrame
+    _users: pd.DataFrame | None
+    _items: pd.DataFrame | None
     stats: dict[str, Any]
     path: Path
     version_dir: Path | None = None
 
+    def _real(self) -> Path:
+        real = self.version_dir or self.path.resolve()
+        problem = bundle_problem(real)
+        if problem is not None:
+            raise BundleError(f"bundle {self.path} failed its manifest ({problem}); re-run prepare")
+        return real
+
+    def _tables(self) -> None:
+        if self._users is None or self._items is None:
+            real = self._real()
+            users, items = _read_parquet(real / "users.parquet"), _read_parquet(real / "items.parquet")
+            validate_tables(self.spec, users, items, where=str(real))
+            self._users, self._items = users, items
+
+    @property
+    def users(self) -> pd.DataFrame:
+        self._tables()
+        return self._users
+
+    @property
+    def items(self) -> pd.DataFrame:
+        self._tables()
+        return self._items
+
     @property
     def interactions(self) -> pd.DataFrame:
         if self._interactions is None:
-            real = self.version_dir or self.path.resolve()
-            problem = bundle_problem(real)
-            if problem is not None:
-                raise BundleError(f"bundle {self.path} failed its manifest ({problem}); re-run prepare")
+            real = self._real()
             inter = _read_parquet(real / "interactions.parquet")
             validate_bundle(self.spec, inter, self.users, self.items, where=str(real))
             _check_stats(self.stats, inter, real / "stats.json")
@@ -297,10 +320,10 @@ def check_stats_counts(stats: Any, rows: int, positives: int, where: Path) -> No
                               "(stale or edited; re-run prepare with force=true)")
 
 
-def read_bundle(path: Path, interactions: bool = True) -> Bundle:
+def read_bundle(path: Path, interactions: bool = True, tables: bool = True) -> Bundle:
     """Load and validate a bundle directory (or the symlink to its current version, resolved once so that
-    every file comes from one version even if the bundle is republished meanwhile). ``interactions=False``
-    defers reading the interactions frame to its first use (see :class:`Bundle`)."""
+    every file comes from one version even if the bundle is republished meanwhile). ``interactions=False`` /
+    ``tables=False`` defer reading the interactions / users and items frames to their first use (:class:`Bundle`)."""
     path = Path(path)
     real = path.resolve()
     problem = bundle_problem(real)
@@ -308,6 +331,8 @@ def read_bundle(path: Path, interactions: bool = True) -> Bundle:
         raise BundleError(f"bundle {path} failed its manifest ({problem}); re-run prepare")
     spec = FeatureSpec.from_dict(_read_json(real / "feature_spec.json"), source=str(real / "feature_spec.json"))
     stats = _read_json(real / "stats.json")
+    if not tables:
+        return Bundle(spec, None, None, None, stats, path, real)
     users = _read_parquet(real / "users.parquet")
     items = _read_parquet(real / "items.parquet")
     if not interactions:
