@@ -213,3 +213,20 @@ def test_indexed_rows_gather_select_and_materialise():
     assert isinstance(sub["history"], IndexedRows) and sub["history"].table is table
     assert torch.equal(sub["label"], torch.tensor([0, 3]))
     assert torch.equal(torch.cat([col, sub["history"]]), torch.cat([col.materialize(), table[[2, 1]]]))
+
+
+def test_unirec_prepare_builds_the_derived_arrays(tmp_path):
+    from unirec_lab.cli.prepare import prepare_all
+
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(tmp_path / "run", ["scenario=synthetic_news", "scenarios.news.source.num_users=40",
+                                         "history_len=7"], config_name="prepare")
+    cfg.cache_dir = str(tmp_path / "cache")
+    rows, errors = prepare_all(cfg)
+    assert errors == {} and len(rows) == 1
+    derived = sorted((tmp_path / "cache" / "news").glob("[!.]*/derived/[!.]*"))  # via the bundle symlink
+    assert [p.name for p in derived] == [derived_key(7, "positives")]
+    cfg.history_len = -1
+    assert prepare_all(cfg)[1] == {"history_len": "history_len=-1: expected an integer >= 0 (the data.history_len "
+                                                  "of the jobs to prepare for) or null to skip the derived arrays"}
