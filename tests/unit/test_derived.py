@@ -213,6 +213,9 @@ def test_indexed_rows_gather_select_and_materialise():
     assert isinstance(sub["history"], IndexedRows) and sub["history"].table is table
     assert torch.equal(sub["label"], torch.tensor([0, 3]))
     assert torch.equal(torch.cat([col, sub["history"]]), torch.cat([col.materialize(), table[[2, 1]]]))
+    full = col.materialize()  # a whole split used as a batch behaves as the tensor it stands for
+    assert torch.equal(col.long(), full) and torch.equal(col > 2, full > 2) and torch.equal(col * 2, full * 2)
+    assert torch.equal(torch.nn.functional.embedding(col, torch.eye(6)), torch.eye(6)[full])
 
 
 def test_unirec_prepare_builds_the_derived_arrays(tmp_path):

@@ -53,6 +53,11 @@ class IndexedRows:
     def numpy(self) -> np.ndarray:
         return self.materialize().numpy()
 
+    def __getattr__(self, name: str) -> object:  # any other tensor method, on the materialised column
+        if name.startswith("__") or name in ("table", "index"):
+            raise AttributeError(name)
+        return getattr(self.materialize(), name)
+
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206 (torch protocol)
         def real(x: object) -> object:
@@ -62,6 +67,19 @@ class IndexedRows:
                 return type(x)(real(v) for v in x)
             return x
         return func(*real(args), **{k: real(v) for k, v in (kwargs or {}).items()})
+
+
+def _operator(name: str) -> Callable[..., torch.Tensor]:
+    def op(self: IndexedRows, *args: object) -> torch.Tensor:
+        return getattr(self.materialize(), name)(*args)
+    op.__name__ = name
+    return op
+
+
+for _name in ("gt", "lt", "ge", "le", "eq", "ne", "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "neg",
+              "and", "or", "invert"):  # operators as on a tensor (whole-split uses, e.g. model(dm.splits["train"]))
+    setattr(IndexedRows, f"__{_name}__", _operator(f"__{_name}__"))
+IndexedRows.__hash__ = object.__hash__  # identity, as a tensor's
 
 
 def take_rows(data: dict[str, torch.Tensor | IndexedRows], idx: object) -> dict[str, torch.Tensor | IndexedRows]:
