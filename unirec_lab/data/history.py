@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from unirec_lab.features import SPLIT_LEVEL
-
-# The stats table counts histories with the cap the data module uses by default (conf/data/default.yaml
-# history_len); it only affects the reported statistic, never a bundle.
 from unirec_lab.utils.lazy import lazy_import
 
 pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 pa = lazy_import("pyarrow")
 pc = lazy_import("pyarrow.compute")
+
+# The stats table counts histories with the cap the data module uses by default (conf/data/default.yaml
+# history_len); it only affects the reported statistic, never a bundle.
 STATS_HISTORY_LEN = 20
 
 
