@@ -19,6 +19,7 @@ The result is the same fp32 function as ``score_pairs`` (summation order aside; 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def _fused_linear_relu() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
 
 
 _FUSED = _fused_linear_relu()
+_THREADS = threading.Lock()  # the torch thread count is process-wide: one parallel section changes it at a time
 
 
 def _linear_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -90,11 +92,12 @@ def chain_scores(chain: ReluChain, block_rows: int = 4096, users_per_block: int 
     blocks = [(s, min(s + users_per_block, b)) for s in range(0, b, users_per_block)]
     if workers == 1 or chain.a.device.type != "cpu":
         return torch.cat([_block_scores(chain.users(s, e), block_rows) for s, e in blocks])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda se: _block_scores(chain.users(*se), block_rows), blocks))
-    finally:
-        torch.set_num_threads(threads)
+    with _THREADS:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda se: _block_scores(chain.users(*se), block_rows), blocks))
+        finally:
+            torch.set_num_threads(threads)
     return torch.cat(parts)
