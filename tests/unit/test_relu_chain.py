@@ -36,10 +36,13 @@ def test_chain_scores_equal_the_function_in_float64():
 
 def test_parallel_workers_equal_one_worker_and_restore_threads():
     chain = _chain(b=23)
+    for w, _ in chain.layers:
+        w.requires_grad_(True)  # model weights: the workers (their own grad mode) must not build a graph
     threads = torch.get_num_threads()
     one = chain_scores(chain, block_rows=20, users_per_block=2, workers=1)
     two = chain_scores(chain, block_rows=20, users_per_block=2, workers=2)
     torch.testing.assert_close(two, one, rtol=0, atol=1e-6)
+    assert not two.requires_grad and not one.requires_grad
     assert torch.get_num_threads() == threads
 
 

@@ -64,6 +64,7 @@ def _linear_relu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Ten
     return F.linear(x, w, b).relu_()
 
 
+@torch.no_grad()  # also in the worker threads (grad mode is per thread): model weights require grad
 def _block_scores(chain: ReluChain, block_rows: int) -> torch.Tensor:
     """``[b, N]`` scores of one user block, item chunk by item chunk (activations of ``block_rows`` rows)."""
     b, h, d = chain.a.shape
