@@ -111,6 +111,7 @@ def test_bad_input_exits_2_with_one_line(artifact_template, tmp_path, capsys, ar
     assert versions(root) == ["v0001"]
 
 
+@pytest.mark.slow  # a spawned console script: ~7 s idle, most of it importing torch; ~21 s at load 11
 def test_a_directory_that_is_not_an_artifact_is_named_before_the_feedback_db(tmp_path):
     """The installed script, run from a temp dir: "not an artifact" (the path, what was expected) comes first,
     not the missing ``feedback.sqlite`` the directory would lack too."""
