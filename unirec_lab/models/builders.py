@@ -44,6 +44,11 @@ class SingleHead(nn.Module):
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(h, torch.zeros_like(scenario), feats)
 
+    def tower_modules(self, s: int) -> list[nn.Module] | None:
+        """The shared head's one tower, whatever the scenario (catalogue scoring as a ReLU chain)."""
+        inner = getattr(self.head, "tower_modules", None)
+        return inner(0) if inner is not None else None
+
     def describe(self) -> str:
         return f"one shared {_describe(self.head)}"
 
