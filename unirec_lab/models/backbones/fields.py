@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unirec_lab.features import FeatureSpace, Slot
 from unirec_lab.models.backbones.shared import PairFeatures
-from unirec_lab.models.embedding import FeatureEmbedding, _safe
+from unirec_lab.models.embedding import FeatureEmbedding
 
 Batch = dict[str, torch.Tensor]
 
@@ -97,29 +96,36 @@ class FieldsBackbone(nn.Module):
         t = values if values is not None else torch.zeros(rows, 0)
         self.register_buffer(name, t.float().clone(), persistent=False)
 
-    def _side(self, ids: torch.Tensor, id_table: nn.Embedding, feats: torch.Tensor, slots: list[Slot],
+    def _side(self, side: str, ids: torch.Tensor, feats: torch.Tensor, slots: list[Slot],
               dense: torch.Tensor) -> torch.Tensor:
-        """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros)."""
-        rows = feats[ids]
-        parts = [id_table(ids)]
-        for s in slots:
-            table = self.embedding.tables[_safe(s.table)]
-            if s.kind == "categorical":
-                parts.append(table(rows[:, s.start]))
-            elif s.width == 1:  # a bag of at most one value is a plain lookup (same value, faster backward)
-                parts.append(F.embedding(rows[:, s.start], table.weight, padding_idx=0, sparse=self.embedding.sparse))
-            else:
-                parts.append(table(rows[:, s.start:s.start + s.width]))
-        parts.append(dense[ids])
-        return torch.cat(parts, dim=-1)
+        """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros). The id
+        and every single-valued slot come from one gather of the fused table; multi-valued bags are pooled."""
+        e, shape = self.embedding, ids.shape
+        ids = ids.reshape(-1)
+        rows = feats.index_select(0, ids)
+        block = e.single_fields(side, ids, rows, mode="cat")  # [N, 1 + single slots, d], in slot order
+        bags = [s for s in slots if s.kind != "categorical" and s.width > 1]
+        if not bags:
+            parts = [block.reshape(len(ids), -1)]
+        else:
+            parts, j = [block[:, 0]], 1
+            for s in slots:
+                if s in bags:
+                    parts.append(e.table(s.table)(rows[:, s.start:s.start + s.width]))
+                else:
+                    parts.append(block[:, j])
+                    j += 1
+        parts.append(dense.index_select(0, ids))
+        out = torch.cat(parts, dim=-1)
+        return out.reshape(*shape, out.shape[-1])
 
     def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         e = self.embedding
-        return self._side(ids, e.user_id, e.user_features, self.user_slots, self.user_dense)
+        return self._side("user", ids, e.user_features, self.user_slots, self.user_dense)
 
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         e = self.embedding
-        return self._side(ids, e.item_id, e.item_features, self.item_slots, self.item_dense)
+        return self._side("item", ids, e.item_features, self.item_slots, self.item_dense)
 
     def _outputs(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = [user, item]
