@@ -85,6 +85,11 @@ def test_lookups_equal_separate_tables_and_padding_is_zero():
                       sep["tables.shop__item__brand"](fi[:, 3]), sep["tables.shop__item__tag"](fi[:, 4])], 1)
     torch.testing.assert_close(bb.item_vectors(i), want)
     torch.testing.assert_close(bb.item_vectors(i.reshape(3, 3)), want.reshape(3, 3, -1))
+    # forward gathers both sides in one lookup: the same vectors as the per-side path
+    users = torch.tensor([1, 0, 5, 2, 3, 4, 1, 2, 3])
+    out = bb({"user": users, "item": i, "scenario": torch.zeros(9, dtype=torch.long)})
+    torch.testing.assert_close(out["item"], want)
+    torch.testing.assert_close(out["user"], bb.user_vectors(users))
 
 
 def test_one_sparse_update_touches_only_used_rows_and_never_padding():

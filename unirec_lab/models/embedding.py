@@ -158,12 +158,16 @@ class FeatureEmbedding(nn.Module):
         """``[N, k, dim]``: the id vector (if used) and every single-valued slot's vector (``mode`` "sum":
         categorical slots; "cat": also bags of width 1) of ``ids`` (``[N]``), whose feature rows are ``feats``
         (``[N, cols]``), in slot order and in one gather from the fused weight."""
+        return self.lookup(self.single_rows(side, ids, feats, mode))
+
+    def single_rows(self, side: str, ids: torch.Tensor, feats: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+        """The fused-weight rows :meth:`single_fields` looks up (``[N, k]``): sides can share one lookup."""
         cols, starts = getattr(self, f"_{side}_{mode}_cols"), getattr(self, f"_{side}_{mode}_starts")
         if getattr(self, f"use_{side}_id"):  # column -1 is the id itself
             idx = torch.cat([ids.unsqueeze(1), feats.index_select(1, cols[1:])], 1)
         else:
             idx = feats.index_select(1, cols)
-        return self.lookup(self.fused_rows(idx, starts))
+        return self.fused_rows(idx, starts)
 
     def num_rows(self, entity: str) -> int:
         return self._sizes[f"{entity}_id"][0]

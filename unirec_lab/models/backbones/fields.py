@@ -96,14 +96,18 @@ class FieldsBackbone(nn.Module):
         t = values if values is not None else torch.zeros(rows, 0)
         self.register_buffer(name, t.float().clone(), persistent=False)
 
-    def _side(self, side: str, ids: torch.Tensor, feats: torch.Tensor, slots: list[Slot],
-              dense: torch.Tensor) -> torch.Tensor:
+    def _side(self, side: str, ids: torch.Tensor, block: torch.Tensor | None = None,
+              rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros). The id
-        and every single-valued slot come from one gather of the fused table; multi-valued bags are pooled."""
+        and every single-valued slot come from one gather of the fused table (``block``, when the caller
+        gathered it with the other side's); multi-valued bags are pooled."""
         e, shape = self.embedding, ids.shape
         ids = ids.reshape(-1)
-        rows = feats.index_select(0, ids)
-        block = e.single_fields(side, ids, rows, mode="cat")  # [N, 1 + single slots, d], in slot order
+        if rows is None:
+            rows = getattr(e, f"{side}_features").index_select(0, ids)
+        if block is None:
+            block = e.single_fields(side, ids, rows, mode="cat")  # [N, 1 + single slots, d], in slot order
+        slots = self.user_slots if side == "user" else self.item_slots
         bags = [s for s in slots if s.kind != "categorical" and s.width > 1]
         if not bags:
             parts = [block.reshape(len(ids), -1)]
@@ -115,17 +119,24 @@ class FieldsBackbone(nn.Module):
                 else:
                     parts.append(block[:, j])
                     j += 1
-        parts.append(dense.index_select(0, ids))
+        parts.append(getattr(self, f"{side}_dense").index_select(0, ids))
         out = torch.cat(parts, dim=-1)
         return out.reshape(*shape, out.shape[-1])
 
     def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        e = self.embedding
-        return self._side("user", ids, e.user_features, self.user_slots, self.user_dense)
+        return self._side("user", ids)
 
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._side("item", ids)
+
+    def _both(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sides of ``[N]`` rows with ONE gather of the fused table (one embedding backward per step)."""
         e = self.embedding
-        return self._side("item", ids, e.item_features, self.item_slots, self.item_dense)
+        fu, fi = e.user_features.index_select(0, users), e.item_features.index_select(0, items)
+        ru, ri = e.single_rows("user", users, fu, mode="cat"), e.single_rows("item", items, fi, mode="cat")
+        block = e.lookup(torch.cat([ru, ri], 1))
+        k = ru.shape[1]
+        return self._side("user", users, block[:, :k], fu), self._side("item", items, block[:, k:], fi)
 
     def _outputs(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = [user, item]
@@ -136,7 +147,7 @@ class FieldsBackbone(nn.Module):
         return {"h": h, "user": user, "item": item, "dot": (user[:, :d] * item[:, :d]).sum(-1)}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self._outputs(self.user_vectors(batch["user"]), self.item_vectors(batch["item"]), batch["scenario"])
+        return self._outputs(*self._both(batch["user"], batch["item"]), batch["scenario"])
 
     # -- catalogue scoring: user side once per user row, item side once per catalogue --------------------------
     def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
