@@ -47,7 +47,8 @@ def _separate(emb: FeatureEmbedding) -> dict[str, nn.Module]:
 
 def test_one_parameter_and_the_per_table_state_dict_keys():
     emb = FeatureEmbedding(_space(), 4)
-    assert [n for n, _ in emb.named_parameters()] == ["weight"]
+    assert [n for n, _ in emb.named_parameters()] == ["fused.weight"]
+    assert isinstance(emb.fused, nn.Embedding) and emb.fused.sparse  # DDP expects a sparse gradient from it
     assert emb.weight.shape == (6 + 9 + sum(TABLES.values()), 4)
     assert list(emb.state_dict()) == ["user_id.weight", "item_id.weight", "tables.shop__user__age.weight",
                                       "tables.shared__item__genre.weight", "tables.shop__item__brand.weight",

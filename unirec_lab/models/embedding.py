@@ -73,7 +73,8 @@ class FeatureEmbedding(nn.Module):
         self._sizes: dict[str, tuple[int, bool]] = {"user_id": (space.num_users, False),
                                                     "item_id": (space.num_items, False)}
         self._sizes.update({f"tables.{_safe(k)}": (int(v), k in bag_tables) for k, v in space.tables.items()})
-        self.weight = nn.Parameter(torch.empty(sum(n for n, _ in self._sizes.values()), dim))
+        # an nn.Embedding holds the weight so that DDP sees a sparse-gradient module (its reducer checks the type)
+        self.fused = self._table(torch.empty(sum(n for n, _ in self._sizes.values()), dim))
         self.user_slots: list[Slot] = list(space.user_slots)
         self.item_slots: list[Slot] = list(space.item_slots)
         self._layout()
@@ -99,6 +100,14 @@ class FeatureEmbedding(nn.Module):
         self.item_dense_proj = self._dense_projection(space.item_dense, "item_dense")
         self.register_state_dict_post_hook(_split_state)
         self.register_load_state_dict_pre_hook(_join_state)
+
+    def _table(self, weight: torch.Tensor) -> nn.Embedding:
+        return nn.Embedding(len(weight), self.dim, padding_idx=0, sparse=self.sparse, _weight=weight)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The fused ``[rows, dim]`` weight of every table."""
+        return self.fused.weight
 
     # -- the fused layout ----------------------------------------------------------------------------------------
     def _layout(self) -> None:
@@ -180,7 +189,9 @@ class FeatureEmbedding(nn.Module):
         parts = [v.weight.detach() if k != name else torch.cat([old, new_rows(old, rows)])
                  for k, v in self._views.items()]
         self._sizes[name] = (rows, False)
-        self.weight = nn.Parameter(torch.cat(parts), requires_grad=self.weight.requires_grad)
+        grad = self.weight.requires_grad
+        self.fused = self._table(torch.cat(parts))
+        self.fused.weight.requires_grad_(grad)
         self._layout()
 
     @torch.no_grad()
@@ -240,7 +251,7 @@ class FeatureEmbedding(nn.Module):
 
 def _split_state(module: FeatureEmbedding, state: dict, prefix: str, local_metadata: dict) -> None:
     """State-dict post-hook: the fused weight as the per-table keys of separate tables (views, no copy)."""
-    weight = state.pop(prefix + "weight")
+    weight = state.pop(prefix + "fused.weight")
     for name, view in module._views.items():
         state[f"{prefix}{name}.weight"] = weight.narrow(0, view.start, view.num_embeddings)
 
@@ -250,7 +261,7 @@ def _join_state(module: FeatureEmbedding, state: dict, prefix: str, local_metada
     """Load pre-hook: per-table keys (any checkpoint, old or new) -> the fused weight; a table of the wrong
     shape is one error naming its key, as ``load_state_dict`` reports any size mismatch."""
     keys = {name: f"{prefix}{name}.weight" for name in module._views}
-    if prefix + "weight" in state or not any(k in state for k in keys.values()):
+    if prefix + "fused.weight" in state or not any(k in state for k in keys.values()):
         return  # a fused key as it is, or nothing of ours (strict loading reports the missing keys)
     parts, bad = [], False
     for name, key in keys.items():
@@ -266,9 +277,9 @@ def _join_state(module: FeatureEmbedding, state: dict, prefix: str, local_metada
         else:
             parts.append(t)
     if bad:
-        state[prefix + "weight"] = module.weight.detach()  # keep the current values; the errors above say why
+        state[prefix + "fused.weight"] = module.weight.detach()  # keep the current values; the errors above say why
         return
-    state[prefix + "weight"] = torch.cat(parts)
+    state[prefix + "fused.weight"] = torch.cat(parts)
 
 
 def bounded_unique(ids: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,6 +45,34 @@ def trunk_layers(in_dim: int, dims: Sequence[int], dropout: float, batch_norm: b
     return nn.Sequential(*layers)
 
 
+def run_trunk(trunk: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``trunk(x)``; in eval mode each ``Linear -> BatchNorm`` pair is one ``addmm`` with the BatchNorm's running
+    statistics folded into the weights (the same affine map, up to float rounding) and ReLU runs in place:
+    evaluation skips a pass and a copy of ``[rows, hidden]`` per layer."""
+    if trunk.training:
+        return trunk(x)
+    layers, i = list(trunk), 0
+    while i < len(layers):
+        m = layers[i]
+        bn = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(m, nn.Linear) and isinstance(bn, nn.BatchNorm1d) and bn.running_var is not None:
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            bias = ((m.bias if m.bias is not None else 0.0) - bn.running_mean) * scale
+            if bn.bias is not None:
+                bias = bias + bn.bias
+            x = torch.addmm(bias, x, (m.weight * scale.unsqueeze(1)).T)
+            i += 2
+        elif isinstance(m, nn.ReLU):
+            x = torch.relu(x) if x.requires_grad else torch.relu_(x)
+            i += 1
+        else:
+            x = m(x)
+            i += 1
+    return x
+
+
 class FieldPairs(PairFeatures):
     """:class:`PairFeatures` whose user and item sides have different widths (the concatenations)."""
 
@@ -142,7 +170,7 @@ class FieldsBackbone(nn.Module):
         parts = [user, item]
         if self.scenario_embedding is not None:
             parts.append(self.scenario_embedding(scenario))
-        h = self.trunk(torch.cat(parts, dim=-1))
+        h = run_trunk(self.trunk, torch.cat(parts, dim=-1))
         d = self.embedding_dim
         return {"h": h, "user": user, "item": item, "dot": (user[:, :d] * item[:, :d]).sum(-1)}
 
