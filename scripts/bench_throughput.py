@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-eval", action="store_true", help="training only")
+    ap.add_argument("--no-train", action="store_true", help="evaluation only")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -112,17 +113,18 @@ def main() -> None:
         return clock.rows["val"] / clock.seconds["val"], clock.rows["test"] / clock.seconds["test"]
 
     load0 = os.getloadavg()
-    plain()  # warm-up: allocator, thread pools, first-touch of the tensors (discarded)
-    res = {"plain loop": [], "lightning": []}
-    for _ in range(args.repeats):
-        res["plain loop"].append(plain())
-        res["lightning"].append(lightning())
-    med = {k: statistics.median(v) for k, v in res.items()}
     print(f"train rows {n_rows}, epochs {args.epochs}, repeats {args.repeats}, threads {torch.get_num_threads()}")
-    print("| loop | samples/s (median) | runs |\n|---|---|---|")
-    for k, v in res.items():
-        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |")
-    print(f"lightning / plain = {med['lightning'] / med['plain loop']:.3f}")
+    if not args.no_train:
+        plain()  # warm-up: allocator, thread pools, first-touch of the tensors (discarded)
+        res = {"plain loop": [], "lightning": []}
+        for _ in range(args.repeats):
+            res["plain loop"].append(plain())
+            res["lightning"].append(lightning())
+        med = {k: statistics.median(v) for k, v in res.items()}
+        print("| loop | samples/s (median) | runs |\n|---|---|---|")
+        for k, v in res.items():
+            print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |")
+        print(f"lightning / plain = {med['lightning'] / med['plain loop']:.3f}")
     if args.no_eval:
         print(f"load (1 min) before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}")
         return
