@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
+    if args.baseline and not (Path(args.baseline) / "unirec_lab" / "__init__.py").is_file():
+        raise SystemExit(f"error: --baseline {args.baseline}: not a checkout of this project (no unirec_lab/ package "
+                         "there)")
     cfg = compose_cfg(Path(tempfile.mkdtemp()) / "run", args.overrides)
     cfg.paths.cache_dir = os.environ.get("UNIREC_CACHE_DIR", str(ROOT / ".cache"))
     torch.set_num_threads(int(cfg.get("num_threads") or 1))

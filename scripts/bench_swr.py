@@ -183,6 +183,9 @@ def main() -> int:
     if args.swr_worker:
         swr_worker(Path(args.swr_worker[0]), args.epochs, Path(args.swr_worker[1]), args.model)
         return 0
+    if args.baseline and not (Path(args.baseline) / "unirec_lab" / "__init__.py").is_file():
+        raise SystemExit(f"error: --baseline {args.baseline}: not a checkout of this project (no unirec_lab/ package "
+                         "there)")
     if not Path(args.swr_python).is_file():
         print(f"error: --swr-python {args.swr_python} does not exist (install SWR in a scratch venv: see the "
               "docstring)", file=sys.stderr)
