@@ -2,6 +2,7 @@
 
     python scripts/bench_swr.py --swr-python /tmp/swrvenv/bin/python --epochs 3
     python scripts/bench_swr.py --model star --epochs 5     # SWR's Star against our STAR head, same split
+    python scripts/bench_swr.py --baseline ../main           # also our job on another checkout's code (before)
 
 SWR is never a dependency: it lives in a scratch virtual environment outside the repository, e.g.
 
@@ -176,11 +177,15 @@ def main() -> int:
     ap.add_argument("--swr-python", default="/tmp/swrvenv/bin/python", help="the Python of SWR's scratch venv")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--model", choices=sorted(OURS), default="sharedbottom")
+    ap.add_argument("--baseline", help="a checkout whose code also runs our side (PYTHONPATH): before / after")
     ap.add_argument("--swr-worker", nargs=2, metavar=("ARRAYS", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.swr_worker:
         swr_worker(Path(args.swr_worker[0]), args.epochs, Path(args.swr_worker[1]), args.model)
         return 0
+    if args.baseline and not (Path(args.baseline) / "unirec_lab" / "__init__.py").is_file():
+        raise SystemExit(f"error: --baseline {args.baseline}: not a checkout of this project (no unirec_lab/ package "
+                         "there)")
     if not Path(args.swr_python).is_file():
         print(f"error: --swr-python {args.swr_python} does not exist (install SWR in a scratch venv: see the "
               "docstring)", file=sys.stderr)
@@ -207,13 +212,22 @@ def main() -> int:
         us = ours(args.model, args.epochs, tmp_p / "ours", env)
         us["eval_rows_per_s"] = our_eval_rows_per_s(args.model, str(cache))
         print(f"load after ours: {load_avg()}")
+        if args.baseline:  # the same job on the baseline checkout's package (its configs ship inside it)
+            base = ours(args.model, args.epochs, tmp_p / "base", {**env, "PYTHONPATH": str(Path(args.baseline).resolve())})
+            base["eval_rows_per_s"] = float("nan")
+            print(f"load after baseline: {load_avg()}")
     rows = [("train samples/s", "train_samples_per_s", "{:,.0f}"), ("eval rows/s", "eval_rows_per_s", "{:,.0f}"),
             ("peak RSS MB", "peak_mb", "{:,.0f}"), ("wall s (whole run)", "wall_s", "{:.1f}"),
             ("test AUC total", "auc", "{:.4f}"), ("test LogLoss total", "logloss", "{:.4f}")]
-    print(f"\n| {args.model}, {args.epochs} epochs | ours | SWR | ours / SWR |\n|---|---|---|---|")
+    extra = f" ours at {args.baseline} | that / SWR |" if args.baseline else ""
+    print(f"\n| {args.model}, {args.epochs} epochs | ours | SWR | ours / SWR |{extra}\n|---|---|---|---|"
+          + ("---|---|" if args.baseline else ""))
     for label, key, f in rows:
         ratio = us[key] / swr[key] if swr[key] else float("nan")
-        print(f"| {label} | {f.format(us[key])} | {f.format(swr[key])} | {ratio:.2f}x |")
+        cells = f"| {label} | {f.format(us[key])} | {f.format(swr[key])} | {ratio:.2f}x |"
+        if args.baseline:
+            cells += f" {f.format(base[key])} | {base[key] / swr[key]:.2f}x |"
+        print(cells)
     print("per-domain test AUC: ours " + " / ".join(f"{x:.4f}" for x in us["domain_auc"]) + "; SWR "
           + " / ".join(f"{x:.4f}" for x in swr["domain_auc"]))
     return 0
