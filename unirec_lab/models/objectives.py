@@ -14,7 +14,7 @@ tensor functions so that tests can check them against hand computations.
 ``norm`` (next item): ``batch`` averages over the batch's own targets; ``epoch`` sums them and divides by the mean
 number of targets per training batch of the epoch (counted once by :meth:`NextItemObjective.calibrate`), so every
 target weighs the same whatever its batch-mates (with length-bucketed batches a per-batch mean would weigh each
-target of a short-sequence batch several times more: seqrec measured it learning markedly slower).
+target of a short-sequence batch several times more: the SASRec reproduction measured it learning markedly slower).
 """
 
 from __future__ import annotations
