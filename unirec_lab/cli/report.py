@@ -4,6 +4,7 @@
     unirec-report 'outputs/compare/*' --out experiments/main --title "Unified vs per-scenario"
     unirec-report runs/ --metrics auc,logloss --format md,csv --strict
     unirec-report multirun/main --slices --metrics auc,logloss --out experiments/main   # cold-start slices
+    unirec-report outputs/reproduce_s3rec_sasrec --published experiments/reproduce_s3rec_sasrec/published.yaml
 
 ``--slices`` tabulates the cold-start slices of each scenario's test set (``<scenario>/cold_user``,
 ``warm_user``, ``cold_item``, ``warm_item``; see ``unirec_lab/evaluation/slices.py``) with the same statistics, into
@@ -25,6 +26,7 @@ import sys
 
 from unirec_lab.results.aggregate import DEFAULT_BASELINE, DEFAULT_METRICS, aggregate
 from unirec_lab.results.grouping import IncomparableRuns
+from unirec_lab.results.published import PublishedError, load_published, with_published
 from unirec_lab.results.report import FORMATS, render_markdown, write_report
 from unirec_lab.results.runs import find_run_dirs, load_runs
 
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--strict", action="store_true", help="refuse to report runs with differing configs")
     ap.add_argument("--ignore-key", action="append", default=[], metavar="PATTERN",
                     help="config key pattern (fnmatch, e.g. 'trainer.devices') that must not split groups")
+    ap.add_argument("--published", default=None, metavar="YAML",
+                    help="ours vs a published table (reproductions): a section in table.md, published.csv; "
+                         "format in unirec_lab/results/published.py")
     ap.add_argument("--slices", action="store_true",
                     help="report the cold-start test slices (result.json test_slices) into slices.*")
     return ap
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                         ignore=args.ignore_key, strict=args.strict)
     except IncomparableRuns as e:
         return _error(str(e))
+    if args.published:
+        try:
+            agg = with_published(agg, runs, load_published(args.published), args.digits)
+        except PublishedError as e:
+            return _error(str(e))
     agg.notes += [f"input {p!r} matched no run dir" for p in unmatched]
     plot_metric = args.plot_metric or agg.metrics[0]
     md = render_markdown(agg, args.title, args.digits)

@@ -138,9 +138,11 @@ class MultiScenarioDataModule(pl.LightningDataModule):
 
     def __init__(self, scenarios: Mapping[str, Any], cache_dir: str | Path, batch_size: int = 1024,
                  eval_batch_size: int = 8192, history_len: int = 20, mix_alpha: float = 1.0,
-                 shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0) -> None:
+                 shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0,
+                 length_buckets: int = 0) -> None:
         """``val_budget``: validate on whole groups of at most ``val_budget x`` each scenario's training rows
-        (seeded by ``val_subset_seed``, fixed across epochs and runs); ``None`` validates every row."""
+        (seeded by ``val_subset_seed``, fixed across epochs and runs); ``None`` validates every row.
+        ``length_buckets``: training batches of similar history span, cut to it (see ``data.batching``)."""
         super().__init__()
         if not scenarios:
             raise ValueError("scenarios is empty: select at least one, e.g. scenario=synthetic")
@@ -152,6 +154,10 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         if isinstance(val_subset_seed, bool) or not isinstance(val_subset_seed, int) or val_subset_seed < 0:
             raise ValueError(f"data.val_subset_seed={val_subset_seed!r}: expected an integer >= 0")
         self.val_subset_seed = val_subset_seed
+        if isinstance(length_buckets, bool) or not isinstance(length_buckets, int) or length_buckets < 0:
+            raise ValueError(f"data.length_buckets={length_buckets!r}, expected an integer >= 0 (batches per "
+                             "length-sorted chunk; 0 = off)")
+        self.length_buckets = length_buckets
         self.sources: dict[str, ScenarioSource] = {}
         self.loss_weights: dict[str, float] = {}
         self.history_settings: dict[str, dict[str, Any]] = {}
@@ -253,7 +259,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         rank, world = self._rank()
         return TensorBatches(self.splits["train"], self.batch_size, shuffle=True, seed=self.shuffle_seed,
                              epoch_fn=self._epoch, num_scenarios=len(self.sources), mix_alpha=self.mix_alpha,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world, length_buckets=self.length_buckets)
 
     def _eval_loader(self, split: str, only: list[str] | None = None) -> TensorBatches:
         rank, world = self._rank()

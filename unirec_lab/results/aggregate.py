@@ -66,6 +66,8 @@ class Aggregate:
     metrics: list[str]
     alpha: float
     notes: list[str] = field(default_factory=list)
+    published: pd.DataFrame | None = None  # ours vs a published table (results/published.py), when asked
+    published_lines: list[str] = field(default_factory=list)  # its Markdown section
 
 
 def _make_group(runs: pd.DataFrame, parts: list[ConfigParts], idx: list[int], gi: int,

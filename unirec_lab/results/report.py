@@ -26,6 +26,7 @@ from unirec_lab.utils.atomic import atomic_write_bytes, atomic_write_text
 FORMATS = ("md", "tex", "csv", "png")
 FILES = {"md": "table.md", "tex": "table.tex", "csv": "table.csv", "png": "plot.png"}
 FAILURES_FILE = "failures.md"
+PUBLISHED_FILE = "published.csv"  # ours vs published (unirec-report --published), beside table.csv
 DAGGER = "†"
 
 
@@ -107,6 +108,7 @@ def render_markdown(agg: Aggregate, title: str | None = None, digits: int = 4) -
         out += [markdown_table(header, rows), ""]
     if agg.groups:
         out += [legend(agg), ""]
+    out += agg.published_lines
     out += [f"note: {n}" for n in agg.notes] + ([""] if agg.notes else [])
     if agg.failures:
         out += [render_failures(agg.failures, heading="##")]
@@ -199,6 +201,11 @@ def write_report(agg: Aggregate, out_dir: Path | str, formats: Sequence[str] = F
             atomic_write_text(path, render_latex(agg, title, digits))
         elif fmt == "csv":
             atomic_write_text(path, render_csv(agg))
+            if agg.published is not None and not stem:
+                p = out_dir / PUBLISHED_FILE
+                atomic_write_text(p, csv_table(list(agg.published.columns), agg.published.itertuples(index=False),
+                                               float_format="%.10g"))
+                written.append(p)
         elif fmt == "png":
             from unirec_lab.results.plots import plot_png
 
