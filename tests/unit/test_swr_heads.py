@@ -263,6 +263,25 @@ def test_adaptdhm_routes_by_the_adaptive_distribution_and_updates_centres() -> N
     assert torch.equal(after[k != 1], before[k != 1]) and (after[k == 1] != before[k == 1]).all()
 
 
+def test_adaptdhm_init_is_swrs_xavier_product_without_biases() -> None:
+    # SWR: W and each W_k drawn Xavier-uniform (ReLU gain) on their own, no bias in the forward pass
+    head = _head("adaptdhm")
+    names = [n for n, _ in head.named_parameters()]
+    assert not any(".b_" in n for n in names), names
+    first = head.layers[0]
+    fan_in, fan_out = first.w_shared.shape
+    bound = 2 ** 0.5 * (6 / (fan_in + fan_out)) ** 0.5
+    for w in (first.w_shared, *first.w_s):
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    assert not torch.equal(first.w_s[0], first.w_s[1])  # the clusters start apart, not as one shared network
+    x = torch.randn(5, fan_in)
+    torch.testing.assert_close(first(1, x), x @ (first.w_shared * first.w_s[1]))
+    # the STAR-style alternative: W_k = 1 and biases, every cluster starts as the shared layer
+    alt = _head("adaptdhm", init="shared", bias=True).layers[0]
+    assert torch.equal(alt.w_s, torch.ones_like(alt.w_s)) and alt.b_s is not None
+    torch.testing.assert_close(alt(0, x), alt(2, x))
+
+
 # ------------------------------------------------------------------------------------------ EPNet / PPNet
 def test_epnet_gate_range_and_stop_gradient() -> None:
     head = _head("epnet").eval()
@@ -378,6 +397,7 @@ def test_m3oe_expert_groups_and_fusion_weights() -> None:
     ("adasparse", {"form": "binary"}, r"head.form='binary', expected one of \['fusion', 'scaling'\]"),
     ("adasparse", {"epsilon": 3.0}, r"head.epsilon=3.0, head.beta=2.0: expected 0 <= epsilon < beta"),
     ("adaptdhm", {"beta": 1.5}, r"head.beta=1.5, expected a value in \[0, 1\]"),
+    ("adaptdhm", {"init": "ones"}, r"head.init='ones', expected 'xavier' \(SWR's\) or 'shared' \(W_k = 1\)"),
     ("ppnet", {"gate_inputs": ["usr"]}, r"head.gate_inputs \['usr'\] not produced by the backbone"),
     ("m3oe", {"star_dims": [16]}, r"head.star_dims=\[16\], expected two positive ints"),
     ("sarnet", {"shared_experts": 0, "specific_experts": 0}, r"at least one expert"),
