@@ -30,6 +30,8 @@ DIMS = {"user": U, "item": U, "dot": 1}
 HEADS = {
     "sarnet": functools.partial(SARNet, shared_experts=3, specific_experts=2, expert_dim=8, tower_dims=[8]),
     "m2m": functools.partial(M2M, num_experts=3, expert_dim=6, scenario_embedding_dim=4, tower_dims=[8]),
+    "m2m_transformer": functools.partial(M2M, num_experts=3, expert_dim=6, scenario_embedding_dim=4, tower_dims=[8],
+                                         transformer_layers=[1, 1], transformer_heads=2, transformer_dropout=0.0),
     "adasparse": functools.partial(AdaSparse, hidden_dims=[16, 8], scenario_embedding_dim=4),
     "adaptdhm": functools.partial(AdaptDHM, hidden_dims=[16, 8], num_clusters=3, scenario_embedding_dim=4),
     "epnet": functools.partial(EPNet, hidden_dims=[16, 8], scenario_embedding_dim=4),
@@ -187,6 +189,29 @@ def test_m2m_generated_weights_depend_on_the_scenario_embedding() -> None:
         torch.testing.assert_close(out, head.tower(o).squeeze(-1))
         other = head(h, (sc + 1) % S, feats)  # the same rows scored as another scenario
     assert (other != out).all()
+
+
+def test_m2m_transformer_is_swrs_module_on_each_row_alone() -> None:
+    # SWR's nn.Transformer(d_model=128, nhead=4, 2 + 2 layers, feed-forward 16): per encoder layer attention
+    # 4*128^2 + 4*128, feed-forward 2*128*16 + 16 + 128, two norms 4*128; per decoder layer two attentions,
+    # the feed-forward, three norms; the encoder's and decoder's final norms: 416,320 parameters
+    big = M2M(SPACE, 128, transformer_layers=[2, 2], transformer_heads=4)
+    assert sum(p.numel() for p in big.transformer.parameters()) == 416_320
+    head = _head("m2m", transformer_layers=[1, 1], transformer_heads=2).eval()
+    h, sc, feats = _inputs(20)
+    with torch.no_grad():
+        whole = head(h, sc, feats)
+        alone = torch.cat([head(h[i:i + 1], sc[i:i + 1], {k: v[i:i + 1] for k, v in feats.items()})
+                           for i in range(20)])
+        torch.testing.assert_close(alone, whole)  # no row attends over the others (SWR's rows do)
+        _perturbed(head.transformer.encoder.layers[0].linear1.weight)
+        assert (head(h, sc, feats) != whole).all()  # the experts read the transformer's output
+    # one token: the attention weight is 1, so query and key projections get no gradient, value does
+    head.zero_grad()
+    head(h, sc, feats).sum().backward()
+    g = head.transformer.encoder.layers[0].self_attn.in_proj_weight.grad
+    q, k, v = g.chunk(3)
+    assert q.abs().max() < 1e-6 and k.abs().max() < 1e-6 and v.abs().max() > 1e-4
 
 
 # ---------------------------------------------------------------------------------------------- AdaSparse
@@ -398,6 +423,8 @@ def test_m3oe_expert_groups_and_fusion_weights() -> None:
     ("adasparse", {"epsilon": 3.0}, r"head.epsilon=3.0, head.beta=2.0: expected 0 <= epsilon < beta"),
     ("adaptdhm", {"beta": 1.5}, r"head.beta=1.5, expected a value in \[0, 1\]"),
     ("adaptdhm", {"init": "ones"}, r"head.init='ones', expected 'xavier' \(SWR's\) or 'shared' \(W_k = 1\)"),
+    ("m2m", {"transformer_layers": [2, 2], "transformer_heads": 5},
+     r"head.transformer_layers=\[2, 2\], transformer_ff=16, transformer_heads=5: expected .* dividing the input width 12"),
     ("ppnet", {"gate_inputs": ["usr"]}, r"head.gate_inputs \['usr'\] not produced by the backbone"),
     ("m3oe", {"star_dims": [16]}, r"head.star_dims=\[16\], expected two positive ints"),
     ("sarnet", {"shared_experts": 0, "specific_experts": 0}, r"at least one expert"),
