@@ -83,6 +83,7 @@ def swr_worker(data: Path, epochs: int, out: Path, model_name: str, patience: in
             if patience:
                 auc, _ = trainer.evaluate(trainer.model, loaders["val"])
                 val_auc.append(auc)
+                print(f"SWR epoch {epoch}: val AUC {auc:.4f} ({train_s:.0f} s training so far)", flush=True)
                 if auc > trainer.early_stopper.best_auc:
                     best = epoch
                 if trainer.early_stopper.stop_training(auc, trainer.model.state_dict()):
@@ -99,13 +100,14 @@ def swr_worker(data: Path, epochs: int, out: Path, model_name: str, patience: in
 
 
 def swr_model(md, name: str, arr, DenseFeature, SparseFeature):  # noqa: N803 (SWR's classes, passed in)
-    """SWR's model ``name`` with its MovieLens script's sizes and feature lists (SharedBottom and Star keep this
-    script's first form: age + the six fields, without the domain indicator among the features)."""
+    """SWR's model ``name`` with its MovieLens script's sizes and feature lists: the script defines
+    ``get_movielens_data_rank_multidomain`` twice, and the second definition (the one in force) has the six
+    fields as ``sparse_feas`` and the domain indicator only as ``scenario_feas``."""
     def sparse(cols):
         return [SparseFeature(c, vocab_size=int(arr[c].max()) + 1, embed_dim=16) for c in cols]
 
-    dense, six, dom = [DenseFeature("age")], sparse(SPARSE), sparse(["domain_indicator"])
-    sparse_feas = six + dom  # the script's sparse_features include the domain indicator
+    dense, sparse_feas, dom = [DenseFeature("age")], sparse(SPARSE), sparse(["domain_indicator"])
+    six = sparse_feas
     if name == "star":
         return md.Star(dense + six, 3, fcn_dims=[128, 64, 32], aux_dims=[32])
     if name == "sharedbottom":
@@ -244,8 +246,8 @@ def main() -> int:
         t0 = time.perf_counter()
         proc = subprocess.run([args.swr_python, __file__, "--epochs", str(args.epochs), "--model", args.model,
                                "--patience", str(args.patience), "--scheduler", args.scheduler, "--swr-worker",
-                               str(tmp_p / "ml.npz"), str(tmp_p / "swr.json")], env=env, capture_output=True,
-                              text=True)
+                               str(tmp_p / "ml.npz"), str(tmp_p / "swr.json")], env=env, stderr=subprocess.PIPE,
+                              text=True)  # its per-epoch lines go to our stdout as they come
         if proc.returncode:
             print(f"error: SWR's worker failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}",
                   file=sys.stderr)

@@ -6,7 +6,7 @@
 #   MODELS="sharedbottom mmoe" SEEDS="1 2 3 4 5" bash experiments/reproduce_swr_movielens/run.sh
 #   RUNS=/tmp/swr OUT=/tmp/swr EXTRA="trainer.max_epochs=1" MODELS=sharedbottom SEEDS=1 bash .../run.sh  # smoke
 #
-# MODELS: SWR's 12 by name (sharedbottom mmoe ple star = our zoo on the fields backbone; sarnet m2m adasparse
+# JOBS: runs at once (default 2). MODELS: SWR's 12 by name (sharedbottom mmoe ple star = our zoo on the fields backbone; sarnet m2m adasparse
 # adaptdhm epnet ppnet hamur m3oe = the heads of the same names, if conf/head/<name>.yaml exists) and our
 # unified variants (saf: scenario as a feature, separate: one model per domain). Default: every SWR model whose
 # head config exists. Jobs run two at a time, one CPU thread each (on 2 cores faster and steadier than one job
@@ -69,6 +69,6 @@ start=$(date +%s)
 "$PY" -m unirec_lab.cli.prepare scenario=movielens_swr > /dev/null  # the three bundles once, before the jobs
 jobs=()
 for s in $SEEDS; do for m in $MODELS; do jobs+=("$m $s"); done; done
-printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one "$0" "$1"' || { echo "some runs failed"; exit 1; }
+printf '%s\n' "${jobs[@]}" | xargs -P "${JOBS:-2}" -L 1 bash -c 'run_one "$0" "$1"' || { echo "some runs failed"; exit 1; }
 echo "all runs finished in $(( ($(date +%s) - start) / 60 )) min"
 "$PY" "$HERE/table.py" "$RUNS" --out "$OUT"

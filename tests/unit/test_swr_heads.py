@@ -192,11 +192,11 @@ def test_m2m_generated_weights_depend_on_the_scenario_embedding() -> None:
 
 
 def test_m2m_transformer_is_swrs_module_on_each_row_alone() -> None:
-    # SWR's nn.Transformer(d_model=128, nhead=4, 2 + 2 layers, feed-forward 16): per encoder layer attention
-    # 4*128^2 + 4*128, feed-forward 2*128*16 + 16 + 128, two norms 4*128; per decoder layer two attentions,
-    # the feed-forward, three norms; the encoder's and decoder's final norms: 416,320 parameters
-    big = M2M(SPACE, 128, transformer_layers=[2, 2], transformer_heads=4)
-    assert sum(p.numel() for p in big.transformer.parameters()) == 416_320
+    # SWR's nn.Transformer(d_model=112 (7 fields x 16), nhead=4, 2 + 2 layers, feed-forward 16): per encoder
+    # layer attention 4*112^2 + 4*112, feed-forward 2*112*16 + 16 + 112, two norms 4*112; per decoder layer two
+    # attentions, the feed-forward, three norms; the encoder's and decoder's final norms: 321,280 parameters
+    big = M2M(SPACE, 112, transformer_layers=[2, 2], transformer_heads=4)
+    assert sum(p.numel() for p in big.transformer.parameters()) == 321_280
     head = _head("m2m", transformer_layers=[1, 1], transformer_heads=2).eval()
     h, sc, feats = _inputs(20)
     with torch.no_grad():
