@@ -123,7 +123,7 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (),
     baseline, *extra = parse_baselines(baseline)
     if runs.empty:
         return Aggregate(pd.DataFrame(columns=table_columns(extra)), pd.DataFrame(columns=VALUE_COLUMNS), [],
-                         failures, baseline, metrics, alpha, [], extra)
+                         failures, baseline, metrics, alpha, [], extra_baselines=extra)
     runs = runs.sort_values("run_dir", kind="stable").reset_index(drop=True)
     derived = seed_derived(runs)
     parts = [split_config(c, derived, (*IGNORED_KEYS, *ignore)) for c in runs["config"]]
@@ -141,7 +141,7 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (),
     notes = [f"metric(s) not found in any run: {', '.join(missing)}"] if missing else []
     table = summary_table(values, groups, metrics, alpha, extra)
     return Aggregate(table, values.drop(columns=["mtime", "recorded"]), groups, failures + superseded, baseline,
-                     metrics, alpha, notes, extra)
+                     metrics, alpha, notes, extra_baselines=extra)
 
 
 def _dedupe(values: pd.DataFrame) -> tuple[pd.DataFrame, list[Failure]]:
