@@ -131,11 +131,13 @@ def test_chunk_end_rows_cover_every_training_row_once():
 
 
 def test_history_settings_errors_are_one_line():
-    assert history_settings("edu", None) == {"feedback": "positives", "train_chunk": None}
+    assert history_settings("edu", None) == {"feedback": "positives", "train_chunk": None, "eval_chunk": None}
     with pytest.raises(ValueError, match=r"scenarios.edu.history.feedback='every', expected one of"):
         history_settings("edu", {"feedback": "every"})
     with pytest.raises(ValueError, match=r"scenarios.edu.history.train_chunk=0, expected a positive integer"):
         history_settings("edu", {"train_chunk": 0})
+    with pytest.raises(ValueError, match=r"scenarios.edu.history.eval_chunk='200', expected a positive integer"):
+        history_settings("edu", {"eval_chunk": "200"})
     with pytest.raises(ValueError, match=r"scenarios.edu.history: unknown key\(s\) \['feedbak'\]"):
         history_settings("edu", {"feedbak": "all"})
 
@@ -147,3 +149,32 @@ def test_bad_history_setting_fails_the_config_check(cfg_factory):
     with pytest.raises(ConfigError, match=r"^scenarios.education.history.feedback='every', expected one of"):
         check_config(cfg)
     check_config(cfg_factory(["+scenarios.education.history.feedback=all"]))
+
+
+def test_chunk_positions_restart_every_chunk_per_user_in_time_order():
+    from unirec_lab.data.history import chunk_positions
+
+    user = np.array([1, 0, 0, 0, 1, 0, 0])
+    ts = np.array([0, 4, 0, 1, 1, 2, 3])  # user 0 in time order: rows 2, 3, 5, 6, 1
+    np.testing.assert_array_equal(chunk_positions(user, ts, 2), [0, 0, 0, 1, 1, 0, 1])
+
+
+def test_eval_chunk_cuts_val_test_histories_at_chunk_starts_only(tiny_dm):
+    """AKT's evaluation: a test row sees the earlier rows of its own chunk only; train histories are untouched."""
+    import pandas as pd
+
+    from unirec_lab.data.datamodule import interaction_tensors
+
+    n = 5
+    df = pd.DataFrame({"user": [0] * n + [1] * n, "item": list(range(1, n + 1)) * 2, "label": [1.0, 0.0] * n,
+                       "ts": list(range(n)) * 2, "split": ["test"] * n + ["train"] * n})
+    s_idx = tiny_dm.space.scenarios.index("education")
+    seen = {}
+    for chunk in (None, 2):
+        out, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": chunk})
+        seen[chunk] = {s: (out[s]["history"] > 0).sum(1).tolist() for s in ("train", "test")}
+    assert seen[None] == {"train": [0, 1, 2, 3, 4], "test": [0, 1, 2, 3, 4]}
+    assert seen[2] == {"train": [0, 1, 2, 3, 4], "test": [0, 1, 0, 1, 0]}  # positions 0..4 in chunks of 2
+    out, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": 2})
+    last = out["test"]["history"][3]  # position 3 sees position 2 (its chunk's first row), nothing earlier
+    assert (last[:-1] == 0).all() and last[-1] == tiny_dm.space.global_items("education", np.array([3]))[0]
