@@ -137,7 +137,9 @@ def test_history_settings_errors_are_one_line():
     with pytest.raises(ValueError, match=r"scenarios.edu.history.train_chunk=0, expected a positive integer"):
         history_settings("edu", {"train_chunk": 0})
     with pytest.raises(ValueError, match=r"scenarios.edu.history.eval_chunk='200', expected a positive integer"):
-        history_settings("edu", {"eval_chunk": "200"})
+        history_settings("edu", {"eval_chunk": "200", "feedback": "all"})
+    with pytest.raises(ValueError, match=r"scenarios.edu.history.eval_chunk=200 needs history.feedback: all, got 'posi"):
+        history_settings("edu", {"eval_chunk": 200})
     with pytest.raises(ValueError, match=r"scenarios.edu.history: unknown key\(s\) \['feedbak'\]"):
         history_settings("edu", {"feedbak": "all"})
 

@@ -52,6 +52,9 @@ def history_settings(name: str, value: Mapping[str, Any] | None) -> dict[str, An
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"scenarios.{name}.history.{key}={chunk!r}, expected a positive integer or null")
         out[key] = chunk
+    if out["eval_chunk"] is not None and fb != "all":  # the cut counts rows, so every row must be an entry
+        raise ValueError(f"scenarios.{name}.history.eval_chunk={out['eval_chunk']} needs history.feedback: all, "
+                         f"got {fb!r}")
     return out
 
 
