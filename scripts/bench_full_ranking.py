@@ -1,4 +1,5 @@
-"""Full-catalogue ranking: the old path (every user x item pair a forward row) vs the cached catalogue path.
+"""Full-catalogue ranking: the old path (every user x item pair a forward row) vs the cached catalogue path, and
+the exact path's two engines side by side: ``score_pairs`` (the previous one) vs the ReLU chain.
 
     UNIREC_RAW_DIR=/work/shared/data .venv/bin/python scripts/bench_full_ranking.py \\
         --ckpt unified=/path/best.ckpt --ckpt mf=/path/best.ckpt --users 200 --all --candidates 200 500 \\
@@ -7,7 +8,10 @@
 For each model (``--models``, default unified and mf, built by ``engine.build`` on ``scenario=ecommerce``:
 Amazon Beauty, all 12,101 items are candidates), on a seeded sample of ``--users`` test users: seconds of the
 old path and of the new exact path (median of ``--repeats``), both extrapolated to all users, and the largest
-metric difference between them. ``--all`` also times the new path on every test user (once). ``--candidates``
+metric difference between them; then the exact path without (``chain=False``, the previous engine) and with
+the ReLU chain (``evaluation/relu_chain.py``) on the same users, one after the other in this run, each with its
+wall and CPU seconds (the CPU seconds of all users are what 2 idle cores would need in wall time x 2).
+``--all`` also times the new path on every test user (once). ``--candidates``
 times the optional retrieval stage and measures what it costs against the exact top-K on the sample: the
 share of exact top-K items kept and the metric differences (``--all-candidates``: also timed on all users).
 Timings depend on the load of the shared machine: the 1-minute load average is sampled before and after each
@@ -92,6 +96,11 @@ def kept_share(dm, net, users: int, candidates: int, seed: int) -> float:
     return float(hit.double().mean())
 
 
+def _cpu_of(label: str) -> float:
+    """The median CPU seconds out of :func:`timed`'s label."""
+    return float(label.rsplit("cpu ", 1)[1].rstrip("s"))
+
+
 def diff(a: dict, b: dict) -> float:
     return max(abs(a[k] - b[k]) for k in a if "@" in k)
 
@@ -121,6 +130,14 @@ def main() -> None:
               f"{old['candidates']} items): old {t_old:.2f}s (all users ~{t_old * n_all / users:.0f}s, load "
               f"{l_old}) | new exact {t_new:.2f}s (all users ~{t_new * n_all / users:.1f}s, load {l_new}) | "
               f"{t_old / t_new:.1f}x | max metric diff {diff(old, new):.1e} | recall@20 {new['recall@20']:.4f}")
+        if name != "mf":  # MF is one addmm: no chain
+            pre, t_pre, l_pre = timed(common, args.repeats, max_users=args.users, chain=False)
+            cpu_pre = _cpu_of(l_pre)
+            print(f"  exact, {users} users: previous engine (score_pairs) {t_pre:.2f}s (load {l_pre}; all users "
+                  f"~{t_pre * n_all / users:.0f}s wall, ~{cpu_pre * n_all / users:.0f} CPU-s) | ReLU chain "
+                  f"{t_new:.2f}s (load {l_new}; all ~{t_new * n_all / users:.0f}s wall, "
+                  f"~{_cpu_of(l_new) * n_all / users:.0f} CPU-s) | {t_pre / t_new:.2f}x wall, "
+                  f"{cpu_pre / max(_cpu_of(l_new), 1e-9):.2f}x CPU | max metric diff {diff(pre, new):.1e}", flush=True)
         if args.all:
             full, t_full, l_full = timed(common, 1)
             print(f"  new exact, all {full['users']} users measured: {t_full:.1f}s (load {l_full}) "

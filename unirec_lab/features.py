@@ -92,9 +92,9 @@ class FeatureSpace:
     def global_items(self, scenario: str, local: np.ndarray) -> np.ndarray:
         if scenario in self.item_global:
             return self.item_global[scenario][np.asarray(local, dtype=np.int64)]
-        return np.asarray(local, dtype=np.int64) + self.item_offset[scenario] + 1
+        return np.asarray(local, dtype=np.int64) + (self.item_offset[scenario] + 1)  # one pass over the rows
 
     def global_users(self, scenario: str, local: np.ndarray) -> np.ndarray:
         if scenario in self.user_global:
             return self.user_global[scenario][np.asarray(local, dtype=np.int64)]
-        return np.asarray(local, dtype=np.int64) + self.user_offset[scenario] + 1
+        return np.asarray(local, dtype=np.int64) + (self.user_offset[scenario] + 1)  # one pass over the rows

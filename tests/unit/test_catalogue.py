@@ -37,6 +37,13 @@ MODELS = {
     "scenario_feature_mmoe": lambda sp: _unified(sp, head=functools.partial(MMoE, num_experts=2),
                                                  builder=build_scenario_as_feature),
     "unified_no_trunk": lambda sp: _unified(sp, trunk=()),
+    "scenario_feature_mlp": lambda sp: _unified(sp, builder=build_scenario_as_feature),
+    "unified_deep_dropout": lambda sp: _unified(sp, head=functools.partial(MLPTowers, hidden_dims=[8, 4],
+                                                                           dropout=0.3), trunk=(16, 12)),
+    "unified_bn_tower": lambda sp: _unified(sp, head=functools.partial(MLPTowers, hidden_dims=[8],
+                                                                       batch_norm=True)),
+    "unified_extra_dot": lambda sp: _unified(sp, head=functools.partial(MLPTowers, hidden_dims=[8],
+                                                                        extra_inputs=["dot"])),
     "mf": lambda sp: MatrixFactorization(sp, embedding_dim=8),
     "popularity": lambda sp: Popularity(sp),
 }
@@ -76,6 +83,56 @@ def test_cached_path_equals_the_reference_path(tiny_dm, name):
     old = full_ranking_metrics(*args, ks=(5, 10), cached=False)
     now = full_ranking_metrics(*args, ks=(5, 10), user_chunk=7, max_rows=300)
     assert now == pytest.approx(old, abs=1e-6)
+
+
+# the models whose exact path is the ReLU chain (evaluation/relu_chain.py); the others use score_pairs
+CHAIN = {"unified_mean_mlp", "scenario_feature_mlp", "unified_deep_dropout"}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_exact_top_k_equals_brute_force(tiny_dm, name):
+    """Every backbone / head family: the exact top-K (earlier positives excluded) is the brute force's, every
+    (user, item) pair a forward row; the chain models take the chain, the rest the general path."""
+    torch.manual_seed(0)
+    model = _randomise(MODELS[name](tiny_dm.space)).eval()
+    s_idx = 1
+    items = torch.nonzero(tiny_dm.space.item_scenario == s_idx, as_tuple=True)[0]
+    rows = _user_rows(tiny_dm, s_idx)
+    exclude = torch.rand(len(rows["user"]), len(items), generator=torch.Generator().manual_seed(0)) < 0.2
+    brute = CatalogueRanker(model, items, cached=False).scores(rows).masked_fill(exclude, -torch.inf)
+    want = torch.topk(brute, 10, dim=1)
+    ranker = CatalogueRanker(model, items, block_rows=100)
+    got = ranker.topk(rows, 10, exclude)
+    assert torch.equal(got.indices, want.indices)
+    torch.testing.assert_close(got.values, want.values, rtol=1e-5, atol=1e-5)
+    if ranker.cached:
+        with torch.no_grad():
+            chain = getattr(model, "relu_chain", lambda u, i: None)(model.user_side(rows), ranker.item_state())
+        assert (chain is not None) == (name in CHAIN)
+
+
+def test_rows_of_several_scenarios_take_the_general_path(tiny_dm):
+    """One chain holds one scenario's tower: mixed rows are scored by score_pairs, still exactly."""
+    model = _randomise(MODELS["unified_mean_mlp"](tiny_dm.space)).eval()
+    items = torch.nonzero(tiny_dm.space.item_scenario == 1, as_tuple=True)[0]
+    a, b = _user_rows(tiny_dm, 0, n=3), _user_rows(tiny_dm, 1, n=3)
+    rows = {k: torch.cat([a[k], b[k]]) for k in a}
+    ranker = CatalogueRanker(model, items)
+    with torch.no_grad():
+        assert model.relu_chain(model.user_side(rows), ranker.item_state()) is None
+    ref = CatalogueRanker(model, items, cached=False).scores(rows)
+    torch.testing.assert_close(ranker.scores(rows), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_wrong_chain_is_caught(tiny_dm, monkeypatch):
+    """Sabotage: a chain that reads the wrong scenario's tower must not pass the brute-force comparison."""
+    model = _randomise(MODELS["unified_mean_mlp"](tiny_dm.space)).eval()
+    items = torch.nonzero(tiny_dm.space.item_scenario == 1, as_tuple=True)[0]
+    rows = _user_rows(tiny_dm, 1)
+    ref = CatalogueRanker(model, items, cached=False).scores(rows)
+    tower = model.head.tower_modules
+    monkeypatch.setattr(model.head, "tower_modules", lambda s: tower((s + 1) % tiny_dm.space.num_scenarios))
+    assert not torch.allclose(CatalogueRanker(model, items).scores(rows), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_item_side_once_per_model_version(tiny_dm):

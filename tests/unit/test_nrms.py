@@ -51,5 +51,19 @@ def test_catalogue_scoring_equals_forward(tmp_path: Path):
 
 
 def test_no_item_representation_is_refused(tmp_path: Path):
-    with pytest.raises(ValueError, match="use_item_id=true"):
+    with pytest.raises(ValueError, match="backbone.item_id_embedding=true"):
         NRMS(_space(tmp_path, []))
+
+
+@pytest.mark.parametrize("ids", [False, True])
+def test_the_backbone_id_switch_is_nrms_switch(tmp_path: Path, ids: bool):
+    """One id switch for every model: ``backbone.item_id_embedding`` turns NRMS's item id on or off."""
+    from hydra.utils import instantiate
+
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(tmp_path / "run", ["model=nrms", f"backbone.item_id_embedding={str(ids).lower()}"])
+    assert "use_item_id" not in cfg.model.builder
+    model = instantiate(cfg.model.builder)(_space(tmp_path, ["title"]), None, None)
+    assert model.embedding.use_item_id is ids
+    assert f"item id {'on' if ids else 'off'}" in model.description

@@ -128,16 +128,9 @@ def test_nonfinite_metrics_render_as_inf_and_nan(tmp_path):
     assert (tmp_path / "out" / "plot.png").stat().st_size > 0
 
 
-def test_seqrec_table_reads_through_run_record(tmp_path, capsys):
-    from unirec_lab.seqrec.table import main as table_main
-
-    bad = put(tmp_path / "runs", "s1", {**record("sasrec", 1, {"Beauty": {"ndcg@10": "0.3"}}), "scenarios": ["Beauty"]})
-    assert table_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
-    assert capsys.readouterr().err == f"error: {bad}: test.Beauty.ndcg@10 is '0.3', expected a number\n"
-
-
 def train_shaped(**over) -> dict:
-    """Every key unirec_lab.train and unirec_lab.seqrec.train write (values shaped like theirs)."""
+    """Every key a RunRecord holds, values shaped like unirec_lab.train's (eval_seconds, train_targets, ... are
+    optional keys older single-dataset records wrote)."""
     rec = {"status": "completed", "model": "unified", "mode": "joint", "description": "shared backbone",
            "run_name": "unified-mean-mlp-10p-s1", "experiment": "t", "scenarios": ["news"], "seed": 1,
            "overrides": ["seed=1"], "config": {"seed": 1}, "config_flat": {"seed": 1}, "git_sha": "abc",

@@ -341,3 +341,53 @@ def test_slices_refused_when_no_run_has_them(tmp_path, capsys):
     write_run(tmp_path / "runs", "u-s1", "unified", 1, {s: metrics(0.7, 0.5) for s in SCENARIOS})
     assert main([str(tmp_path / "runs"), "--slices"]) == 1
     assert "none of the 1 runs has test_slices" in capsys.readouterr().err
+
+
+def test_second_baseline_gains_and_paired_tests(tmp_path, capsys):
+    """--baseline per_scenario,strongest: every model is compared with both, each paired over seeds; the strongest
+    row is one name although its config differs per scenario (disjoint scenarios), and a scenario's history
+    settings / the objectives are model keys (no news#2 variant, no second group)."""
+    rng = np.random.default_rng(1)
+    vals: dict[tuple[str, int, str], float] = {}
+    for seed in (1, 2, 3):
+        for model, shift in (("per_scenario", 0.0), ("unified", 0.01)):
+            test = {}
+            for s, base in zip(SCENARIOS, (0.70, 0.60)):
+                vals[(model, seed, s)] = base + shift + float(rng.normal(0, 0.003))
+                test[s] = metrics(vals[(model, seed, s)], 0.5)
+            write_run(tmp_path, f"{model}-s{seed}", model, seed, test)
+        for s, base, bb in zip(SCENARIOS, (0.70, 0.60), ("sasrec", "din")):
+            vals[("strongest", seed, s)] = base + 0.02 + float(rng.normal(0, 0.003))
+            write_run(tmp_path, f"strongest-{s}-s{seed}", "strongest", seed, {s: metrics(vals[("strongest", seed, s)],
+                                                                                      0.5)},
+                      mode="separate", cfg={"backbone_name": bb, "objectives.next_item.weight": 1.0,
+                                            f"scenarios.{s}.history.feedback": "all"})
+    agg = aggregate(*load_runs([tmp_path]), baseline="per_scenario,strongest", metrics=["auc"])
+    assert len(agg.groups) == 1 and agg.extra_baselines == ["strongest"]
+    assert set(agg.table["model"]) == {"per_scenario", "strongest", "unified"}
+    assert set(agg.table["scenario"]) == set(SCENARIOS)
+    for s in SCENARIOS:
+        u = np.array([vals[("unified", k, s)] for k in (1, 2, 3)])
+        st = np.array([vals[("strongest", k, s)] for k in (1, 2, 3)])
+        c = cell(agg, "unified", s, "auc")
+        assert c["gain_vs_strongest"] == pytest.approx((u.mean() - st.mean()) / st.mean(), rel=1e-12)
+        assert c["p_value_vs_strongest"] == pytest.approx(stats.ttest_rel(u, st).pvalue, rel=1e-12)
+        assert c["n_pairs_vs_strongest"] == 3
+        assert c["gain"] == pytest.approx(cell(agg, "unified", s, "auc")["gain"])  # the main baseline unchanged
+        assert np.isnan(cell(agg, "strongest", s, "auc")["gain_vs_strongest"])
+        assert cell(agg, "strongest", s, "auc")["gain"] > 0  # strongest vs per_scenario
+    assert list(dict.fromkeys(agg.table["model"]))[:2] == ["per_scenario", "strongest"]  # baselines first
+    md = render_markdown(agg)
+    assert "Δ auc vs strongest" in md and "against strongest" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| news ") and "| strongest " in ln)
+    assert row.rstrip(" |").endswith("—")
+    assert r"$\Delta$ vs strongest" in render_latex(agg)
+    # the same name on overlapping scenarios with different configs still splits into labelled rows
+    write_run(tmp_path, "strongest-both-s1", "strongest", 1, {s: metrics(0.9, 0.5) for s in SCENARIOS},
+              mode="separate", cfg={"backbone_name": "lstm"})
+    labels = set(aggregate(*load_runs([tmp_path]), metrics=["auc"]).table["model"])
+    assert "strongest" not in labels and any(lb.startswith("strongest[backbone_name=lstm") for lb in labels)
+    # a bad list of baselines: one line
+    assert main([str(tmp_path), "--baseline", "per_scenario,,strongest"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "per_scenario,strongest" in err

@@ -30,6 +30,8 @@ DIMS = {"user": U, "item": U, "dot": 1}
 HEADS = {
     "sarnet": functools.partial(SARNet, shared_experts=3, specific_experts=2, expert_dim=8, tower_dims=[8]),
     "m2m": functools.partial(M2M, num_experts=3, expert_dim=6, scenario_embedding_dim=4, tower_dims=[8]),
+    "m2m_transformer": functools.partial(M2M, num_experts=3, expert_dim=6, scenario_embedding_dim=4, tower_dims=[8],
+                                         transformer_layers=[1, 1], transformer_heads=2, transformer_dropout=0.0),
     "adasparse": functools.partial(AdaSparse, hidden_dims=[16, 8], scenario_embedding_dim=4),
     "adaptdhm": functools.partial(AdaptDHM, hidden_dims=[16, 8], num_clusters=3, scenario_embedding_dim=4),
     "epnet": functools.partial(EPNet, hidden_dims=[16, 8], scenario_embedding_dim=4),
@@ -189,6 +191,29 @@ def test_m2m_generated_weights_depend_on_the_scenario_embedding() -> None:
     assert (other != out).all()
 
 
+def test_m2m_transformer_is_swrs_module_on_each_row_alone() -> None:
+    # SWR's nn.Transformer(d_model=112 (7 fields x 16), nhead=4, 2 + 2 layers, feed-forward 16): per encoder
+    # layer attention 4*112^2 + 4*112, feed-forward 2*112*16 + 16 + 112, two norms 4*112; per decoder layer two
+    # attentions, the feed-forward, three norms; the encoder's and decoder's final norms: 321,280 parameters
+    big = M2M(SPACE, 112, transformer_layers=[2, 2], transformer_heads=4)
+    assert sum(p.numel() for p in big.transformer.parameters()) == 321_280
+    head = _head("m2m", transformer_layers=[1, 1], transformer_heads=2).eval()
+    h, sc, feats = _inputs(20)
+    with torch.no_grad():
+        whole = head(h, sc, feats)
+        alone = torch.cat([head(h[i:i + 1], sc[i:i + 1], {k: v[i:i + 1] for k, v in feats.items()})
+                           for i in range(20)])
+        torch.testing.assert_close(alone, whole)  # no row attends over the others (SWR's rows do)
+        _perturbed(head.transformer.encoder.layers[0].linear1.weight)
+        assert (head(h, sc, feats) != whole).all()  # the experts read the transformer's output
+    # one token: the attention weight is 1, so query and key projections get no gradient, value does
+    head.zero_grad()
+    head(h, sc, feats).sum().backward()
+    g = head.transformer.encoder.layers[0].self_attn.in_proj_weight.grad
+    q, k, v = g.chunk(3)
+    assert q.abs().max() < 1e-6 and k.abs().max() < 1e-6 and v.abs().max() > 1e-4
+
+
 # ---------------------------------------------------------------------------------------------- AdaSparse
 def test_adasparse_pruner_range_and_per_scenario_zeroes() -> None:
     eps, beta = 0.1, 2.0
@@ -261,6 +286,25 @@ def test_adaptdhm_routes_by_the_adaptive_distribution_and_updates_centres() -> N
         _perturbed(head.layers[0].w_s, 1)
         after = head(h, sc, feats)
     assert torch.equal(after[k != 1], before[k != 1]) and (after[k == 1] != before[k == 1]).all()
+
+
+def test_adaptdhm_init_is_swrs_xavier_product_without_biases() -> None:
+    # SWR: W and each W_k drawn Xavier-uniform (ReLU gain) on their own, no bias in the forward pass
+    head = _head("adaptdhm")
+    names = [n for n, _ in head.named_parameters()]
+    assert not any(".b_" in n for n in names), names
+    first = head.layers[0]
+    fan_in, fan_out = first.w_shared.shape
+    bound = 2 ** 0.5 * (6 / (fan_in + fan_out)) ** 0.5
+    for w in (first.w_shared, *first.w_s):
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    assert not torch.equal(first.w_s[0], first.w_s[1])  # the clusters start apart, not as one shared network
+    x = torch.randn(5, fan_in)
+    torch.testing.assert_close(first(1, x), x @ (first.w_shared * first.w_s[1]))
+    # the STAR-style alternative: W_k = 1 and biases, every cluster starts as the shared layer
+    alt = _head("adaptdhm", init="shared", bias=True).layers[0]
+    assert torch.equal(alt.w_s, torch.ones_like(alt.w_s)) and alt.b_s is not None
+    torch.testing.assert_close(alt(0, x), alt(2, x))
 
 
 # ------------------------------------------------------------------------------------------ EPNet / PPNet
@@ -378,6 +422,9 @@ def test_m3oe_expert_groups_and_fusion_weights() -> None:
     ("adasparse", {"form": "binary"}, r"head.form='binary', expected one of \['fusion', 'scaling'\]"),
     ("adasparse", {"epsilon": 3.0}, r"head.epsilon=3.0, head.beta=2.0: expected 0 <= epsilon < beta"),
     ("adaptdhm", {"beta": 1.5}, r"head.beta=1.5, expected a value in \[0, 1\]"),
+    ("adaptdhm", {"init": "ones"}, r"head.init='ones', expected 'xavier' \(SWR's\) or 'shared' \(W_k = 1\)"),
+    ("m2m", {"transformer_layers": [2, 2], "transformer_heads": 5},
+     r"head.transformer_layers=\[2, 2\], transformer_ff=16, transformer_heads=5: expected .* dividing the input width 12"),
     ("ppnet", {"gate_inputs": ["usr"]}, r"head.gate_inputs \['usr'\] not produced by the backbone"),
     ("m3oe", {"star_dims": [16]}, r"head.star_dims=\[16\], expected two positive ints"),
     ("sarnet", {"shared_experts": 0, "specific_experts": 0}, r"at least one expert"),

@@ -46,3 +46,23 @@ def test_missing_runs_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match=r"no result.json under .*empty: run experiments/reproduce_swr_movielens"):
         swr_table.main([str(tmp_path / "empty")])
+
+
+def test_guard_cut_runs_and_the_schedule_are_reported(tmp_path):
+    cfg = {"trainer": {"max_epochs": 40}, "callbacks": {"early_stopping": {"patience": 4}}}
+    # (model, seed, epochs run, best epoch, wall s): patience ran out / epoch cap reached / cut by the time guard
+    for model, seed, run, best, wall in (("sharedbottom", 1, 9, 4, 600.0), ("sharedbottom", 2, 40, 39, 300.0),
+                                         ("ppnet", 1, 4, 2, 300.0)):
+        write_result(tmp_path / model / f"seed{seed}", {
+            "status": "completed", "model": model, "seed": seed, "scenarios": list(swr_table.DOMAINS),
+            "test": {"all": {"auc": 0.81, "logloss": 0.52}}, "wall_seconds": wall, "config": cfg,
+            "selection": {"best_epoch": best, "epochs_run": run}})
+    df = swr_table.load(tmp_path)
+    cut = df.drop_duplicates(["model", "seed"]).set_index(["model", "seed"])["cut"]
+    assert cut.to_dict() == {("ppnet", 1): True, ("sharedbottom", 1): False, ("sharedbottom", 2): False}
+    # run.sh's order: seed 1 (sharedbottom 600 s, ppnet 300 s on the two slots), then seed 2 (300 s) on the
+    # slot that frees first: 15 min of runs end after 10 min
+    assert swr_table.schedule_minutes(df) == pytest.approx((20.0, 10.0))
+    md, _ = swr_table.render(df)
+    assert "| 1              |" in next(line for line in md.splitlines() if line.startswith("| PPNet"))
+    assert "sum to 20 min; in run.sh's order on two slots they end after 10 min" in md

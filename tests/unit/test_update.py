@@ -111,6 +111,28 @@ def test_bad_input_exits_2_with_one_line(artifact_template, tmp_path, capsys, ar
     assert versions(root) == ["v0001"]
 
 
+@pytest.mark.slow  # a spawned console script: ~7 s idle, most of it importing torch; ~21 s at load 11
+def test_a_directory_that_is_not_an_artifact_is_named_before_the_feedback_db(tmp_path):
+    """The installed script, run from a temp dir: "not an artifact" (the path, what was expected) comes first,
+    not the missing ``feedback.sqlite`` the directory would lack too."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("unirec-update")
+    if not script.is_file():
+        pytest.skip(f"{script}: the console script is not installed in this environment")
+    plain = tmp_path / "not_an_artifact"
+    plain.mkdir()
+    out = subprocess.run([str(script), str(plain), "--since", "v0001"], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    err = out.stderr.strip()
+    assert out.returncode == 2, err
+    assert err == (f"error: {plain}: not an artifact (no CURRENT file; expected an artifact root made by "
+                   "unirec-export)"), err
+    assert "feedback" not in err
+
+
 def test_feedback_for_an_unknown_scenario_is_named(artifact_template, tmp_path, capsys):
     root = fresh(artifact_template, tmp_path, [*feedback(), Event("cinema", "1", "2", 1.0, 5_000, "x1")])
     assert main([str(root), "--since", "v0001"]) == 2

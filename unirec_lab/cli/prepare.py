@@ -5,7 +5,9 @@
     python -m unirec_lab.cli.prepare scenario=education force=true
 
 Bundles are cached under ``cache_dir/<scenario>/<fingerprint>``; the fingerprint holds the raw files' sha256 and
-every prepare parameter, so a re-run with unchanged inputs only hashes the raw files. A failure (missing raw
+every prepare parameter, so a re-run with unchanged inputs only hashes the raw files. Each bundle's derived arrays
+for ``history_len`` (ids, split levels, groups, histories: ``data/derived.py``) are built here too, so a job
+memory-maps them. A failure (missing raw
 data, sha256 mismatch, unparsable line, ...) prints one line naming the file and exits with status 1; no
 partial bundle is left behind.
 """
@@ -22,6 +24,8 @@ import hydra
 from omegaconf import DictConfig
 
 from unirec_lab.cli.stats import bundle_row, stats_table
+from unirec_lab.data.derived import ensure_derived
+from unirec_lab.data.history import history_settings
 from unirec_lab.data.prepare import ensure_bundle
 from unirec_lab.data.schema import BundleError
 from unirec_lab.engine.config import missing_package_message
@@ -38,12 +42,19 @@ def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
         return rows, {"scenario": missing_package_message(cfg)}
     if not cfg.get("scenarios"):
         return rows, {"scenarios": "none selected; pick e.g. scenario=real or scenario=news"}
+    hl = cfg.get("history_len")
+    if hl is not None and (isinstance(hl, bool) or not isinstance(hl, int) or hl < 0):
+        return rows, {"history_len": f"history_len={hl!r}: expected an integer >= 0 (the data.history_len of the "
+                                     "jobs to prepare for) or null to skip the derived arrays"}
     for key in cfg.scenarios:
         t0 = time.perf_counter()
         try:
             source = hydra.utils.instantiate(cfg.scenarios[key].source)
             prepared = ensure_bundle(source, cache_dir, force=bool(cfg.force))
             path, cached = prepared.path, not prepared.built
+            if cfg.get("history_len") is not None:  # what a cached job memory-maps instead of rebuilding
+                feedback = history_settings(str(key), cfg.scenarios[key].get("history"))["feedback"]
+                ensure_derived(path, int(cfg.history_len), feedback)
         except BundleError as e:
             errors[str(key)] = str(e)
             log.error("%s: %s", key, e)

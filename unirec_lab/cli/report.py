@@ -4,6 +4,8 @@
     unirec-report 'outputs/compare/*' --out experiments/main --title "Unified vs per-scenario"
     unirec-report runs/ --metrics auc,logloss --format md,csv --strict
     unirec-report multirun/main --slices --metrics auc,logloss --out experiments/main   # cold-start slices
+    unirec-report outputs/reproduce_s3rec_sasrec --published experiments/reproduce_s3rec_sasrec/published.yaml
+    unirec-report multirun/main --baseline per_scenario,strongest   # gains + paired p-values against both
 
 ``--slices`` tabulates the cold-start slices of each scenario's test set (``<scenario>/cold_user``,
 ``warm_user``, ``cold_item``, ``warm_item``; see ``unirec_lab/evaluation/slices.py``) with the same statistics, into
@@ -23,8 +25,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unirec_lab.results.aggregate import DEFAULT_BASELINE, DEFAULT_METRICS, aggregate
+from unirec_lab.results.aggregate import DEFAULT_BASELINE, DEFAULT_METRICS, aggregate, parse_baselines
 from unirec_lab.results.grouping import IncomparableRuns
+from unirec_lab.results.published import PublishedError, load_published, with_published
 from unirec_lab.results.report import FORMATS, render_markdown, write_report
 from unirec_lab.results.runs import find_run_dirs, load_runs
 
@@ -37,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unirec-report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="+", help="run dirs, dirs holding run dirs, or globs (quote them)")
-    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="model name (or full row label) to compare against")
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE,
+                    help="model name (or full row label) to compare against; several, comma-separated "
+                         "(per_scenario,strongest): gains and paired p-values against each, the first the main one")
     ap.add_argument("--metrics", type=_csv_list, default=list(DEFAULT_METRICS), help="comma-separated")
     ap.add_argument("--format", type=_csv_list, default=list(FORMATS), help=f"any of {','.join(FORMATS)}")
     ap.add_argument("--out", default=None, help="write table.md/.tex/.csv, plot.png, failures.md here")
@@ -48,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--strict", action="store_true", help="refuse to report runs with differing configs")
     ap.add_argument("--ignore-key", action="append", default=[], metavar="PATTERN",
                     help="config key pattern (fnmatch, e.g. 'trainer.devices') that must not split groups")
+    ap.add_argument("--published", default=None, metavar="YAML",
+                    help="ours vs a published table (reproductions): a section in table.md, published.csv; "
+                         "format in unirec_lab/results/published.py")
     ap.add_argument("--slices", action="store_true",
                     help="report the cold-start test slices (result.json test_slices) into slices.*")
     return ap
@@ -65,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--format {','.join(bad)}: unknown, expected any of {','.join(FORMATS)}")
     if not args.metrics:
         return _error("--metrics is empty")
+    try:
+        baselines = parse_baselines(args.baseline)
+    except ValueError as e:
+        return _error(f"--{e}")
     if not 0 < args.alpha < 1:
         return _error(f"--alpha {args.alpha}: expected a number in (0, 1)")
     if args.plot_metric and args.plot_metric not in args.metrics:
@@ -84,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--slices: none of the {len(runs)} runs has test_slices in its result.json "
                       "(written with slices=null, or before slices existed)")
     try:
-        agg = aggregate(runs, failures, baseline=args.baseline, metrics=args.metrics, alpha=args.alpha,
+        agg = aggregate(runs, failures, baseline=baselines, metrics=args.metrics, alpha=args.alpha,
                         ignore=args.ignore_key, strict=args.strict)
     except IncomparableRuns as e:
         return _error(str(e))
+    if args.published:
+        try:
+            agg = with_published(agg, runs, load_published(args.published), args.digits)
+        except PublishedError as e:
+            return _error(str(e))
     agg.notes += [f"input {p!r} matched no run dir" for p in unmatched]
     plot_metric = args.plot_metric or agg.metrics[0]
     md = render_markdown(agg, args.title, args.digits)

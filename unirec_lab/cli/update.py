@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from unirec_lab.serve.artifact import ArtifactError
+    from unirec_lab.serve.artifact import ArtifactError, current_version
     from unirec_lab.serve.feedback import FeedbackStore, FeedbackStoreError
     from unirec_lab.serve.update import Regression, UpdateError, UpdateSettings, update_artifact
     from unirec_lab.utils.console import quiet_third_party
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                               min_events=args.min_events, seed=args.seed)
     db = args.feedback_db or str(args.artifact / "feedback.sqlite")
     try:
+        current_version(args.artifact)  # "not an artifact" comes before anything about the feedback db
         if "://" not in db and not Path(db).is_file():
             raise UpdateError(f"--feedback-db {db}: no such file (the server's feedback store)")
         store = FeedbackStore(db)

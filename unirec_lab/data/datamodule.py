@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from unirec_lab.data.batching import Batch, TensorBatches
+from unirec_lab.data.batching import Batch, IndexedRows, TensorBatches, take_rows
+from unirec_lab.data.derived import BundleTables, Derived, ensure_derived, load_derived
 from unirec_lab.data.feature_space import build_feature_space
 from unirec_lab.data.history import (
     ACTION_POSITIVE,
@@ -33,10 +33,12 @@ from unirec_lab.data.history import (
     pad_histories,
 )
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
-from unirec_lab.data.schema import Bundle, read_bundle
-from unirec_lab.data.val_subset import check_budget, subset_mask
+from unirec_lab.data.schema import Bundle, check_stats_counts, read_bundle
+from unirec_lab.data.val_subset import budget_rows, check_budget, group_subset
 from unirec_lab.features import SPLIT_LEVEL, SPLITS, FeatureSpace
-from unirec_lab.utils.memory import ensure_fits, history_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +109,52 @@ def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, histo
     return out, len(uniq)
 
 
+def derived_rows(d: Derived, history: Mapping[str, Any] | None, name: str) -> dict[str, slice | np.ndarray]:
+    """Per split, the rows of ``d`` that enter it: a slice, or for ``history.train_chunk`` the training rows
+    that end a chunk."""
+    settings = history_settings(name, history)
+    out: dict[str, slice | np.ndarray] = {s: d.rows(s) for s in SPLITS}
+    if settings["train_chunk"] is not None:
+        rows = d.rows("train")
+        n = rows.stop - rows.start
+        out["train"] = rows.start + np.flatnonzero(chunk_end_rows(
+            np.asarray(d.user[rows]), np.asarray(d.train_ts_rank), np.ones(n, dtype=bool), settings["train_chunk"]))
+    return out
+
+
+def derived_columns(d: Derived, space: FeatureSpace, s_idx: int, rows: slice | np.ndarray, group_offset: int,
+                    hist_offset: int) -> dict[str, np.ndarray]:
+    """The columns of :func:`interaction_tensors` for these rows of a bundle's derived arrays, except that
+    ``history_index`` (into the scenario's history table, offset by ``hist_offset``) replaces the per-row
+    ``history`` / ``history_action`` (see :func:`history_table`)."""
+    name = space.scenarios[s_idx]
+    user = d.user[rows]
+    return {
+        "scenario": np.full(len(user), s_idx, dtype=np.int64),
+        "user": space.global_users(name, user),
+        "item": space.global_items(name, d.item[rows]),
+        "label": d.label[rows].astype(np.float32),
+        "group": np.add(d.group[rows], group_offset, dtype=np.int64),
+        "history_index": np.add(d.hist_index[rows], hist_offset, dtype=np.int64),
+    }
+
+
+def history_table(d: Derived, space: FeatureSpace, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The scenario's distinct histories in global item ids (0 = padding) and their feedback actions."""
+    hist = np.where(d.hist_items >= 0, d.hist_items.astype(np.int64) + space.item_offset[name] + 1, 0)
+    return hist, np.ascontiguousarray(d.hist_actions)
+
+
 class MultiScenarioDataModule(pl.LightningDataModule):
     """Loads the selected scenarios' bundles (preparing them on first use) and serves batches."""
 
     def __init__(self, scenarios: Mapping[str, Any], cache_dir: str | Path, batch_size: int = 1024,
                  eval_batch_size: int = 8192, history_len: int = 20, mix_alpha: float = 1.0,
-                 shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0) -> None:
+                 shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0,
+                 length_buckets: int = 0) -> None:
         """``val_budget``: validate on whole groups of at most ``val_budget x`` each scenario's training rows
-        (seeded by ``val_subset_seed``, fixed across epochs and runs); ``None`` validates every row."""
+        (seeded by ``val_subset_seed``, fixed across epochs and runs); ``None`` validates every row.
+        ``length_buckets``: training batches of similar history span, cut to it (see ``data.batching``)."""
         super().__init__()
         if not scenarios:
             raise ValueError("scenarios is empty: select at least one, e.g. scenario=synthetic")
@@ -126,6 +166,10 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         if isinstance(val_subset_seed, bool) or not isinstance(val_subset_seed, int) or val_subset_seed < 0:
             raise ValueError(f"data.val_subset_seed={val_subset_seed!r}: expected an integer >= 0")
         self.val_subset_seed = val_subset_seed
+        if isinstance(length_buckets, bool) or not isinstance(length_buckets, int) or length_buckets < 0:
+            raise ValueError(f"data.length_buckets={length_buckets!r}, expected an integer >= 0 (batches per "
+                             "length-sorted chunk; 0 = off)")
+        self.length_buckets = length_buckets
         self.sources: dict[str, ScenarioSource] = {}
         self.loss_weights: dict[str, float] = {}
         self.history_settings: dict[str, dict[str, Any]] = {}
@@ -141,6 +185,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.history_len, self.mix_alpha, self.shuffle_seed = history_len, mix_alpha, shuffle_seed
         self.bundles: dict[str, Bundle] = {}
+        self._prepared: dict[str, tuple[Path, Path]] = {}  # scenario -> (bundle, its derived arrays)
         self.space: FeatureSpace | None = None
         self.splits: dict[str, Batch] = {}
         self.val_subset: dict[str, dict[str, int]] = {}  # per scenario: validation rows / groups kept of all
@@ -150,34 +195,58 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         return list(self.sources)
 
     def prepare_data(self) -> None:
-        for src in self.sources.values():
-            prepare_bundle(src, self.cache_dir)
+        """Each scenario's bundle and derived arrays, built when absent, stale or corrupt (checked once per
+        process: Lightning calls this again in ``fit`` after :meth:`setup` has used them)."""
+        if self._prepared:
+            return
+        for name, src in self.sources.items():
+            bundle = prepare_bundle(src, self.cache_dir)
+            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len,
+                                                           self.history_settings[name]["feedback"]))
 
     def setup(self, stage: str | None = None) -> None:
         if self.space is not None:
             return
-        self.bundles = {k: read_bundle(prepare_bundle(s, self.cache_dir)) for k, s in self.sources.items()}
-        self.space = build_feature_space(self.bundles)
-        rows = sum(len(b.interactions) for b in self.bundles.values())
-        ensure_fits(history_bytes(rows, self.history_len), "data.history_len", self.history_len,
-                    f"the behaviour histories ({rows} rows x history_len x 8 bytes, twice while built)")
+        self.prepare_data()
+        self.bundles = {k: read_bundle(p, interactions=False, tables=False) for k, (p, _) in self._prepared.items()}
+        derived = {k: load_derived(where) for k, (_, where) in self._prepared.items()}
+        self.space = build_feature_space({k: BundleTables(b.spec, derived[k].tables["users"],
+                                                          derived[k].tables["items"])
+                                          for k, b in self.bundles.items()})
         parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in SPLITS}
-        group_offset = 0
-        for s_idx, b in enumerate(self.bundles.values()):
-            arrays, n_groups = scenario_tensors(b, self.space, s_idx, self.history_len, group_offset,
-                                                self.history_settings[self.scenario_names[s_idx]])
-            group_offset += n_groups
-            for split in SPLITS:
-                parts[split].append(arrays[split])
+        n_rows = dict.fromkeys(SPLITS, 0)  # rows of each full split so far (row ids count them all)
+        tables: list[tuple[np.ndarray, np.ndarray]] = []
+        group_offset = hist_offset = 0
+        for s_idx, (name, b) in enumerate(self.bundles.items()):
+            bundle, d = self._prepared[name][0], derived[name]
+            check_stats_counts(b.stats, len(d.label), int(np.count_nonzero(d.label)),
+                               bundle.resolve() / "stats.json")
+            tables.append(history_table(d, self.space, name))
+            for split, rows in derived_rows(d, self.history_settings[name], name).items():
+                n = len(d.user[rows])
+                local = np.arange(n)
+                if split == "val" and self.val_budget is not None:  # whole groups, drawn before columns are built
+                    keep, self.val_subset[name] = group_subset(
+                        d.group[rows], budget_rows(self.val_budget, len(parts["train"][-1]["label"])),
+                        self.val_subset_seed, name)
+                    local = np.flatnonzero(keep)
+                    rows = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[local]
+                cols = derived_columns(d, self.space, s_idx, rows, group_offset, hist_offset)
+                cols["row"] = local + n_rows[split]  # the full split's row ids
+                n_rows[split] += n
+                parts[split].append(cols)
+            group_offset += d.n_groups
+            hist_offset += len(tables[-1][0])
+        hist = torch.from_numpy(np.concatenate([t[0] for t in tables]))
+        action = torch.from_numpy(np.concatenate([t[1] for t in tables]))
         for split in SPLITS:
-            cat = {k: np.concatenate([p[k] for p in parts[split]]) for k in parts[split][0]}
-            cat["row"] = np.arange(len(cat["label"]), dtype=np.int64)
-            if split == "val" and self.val_budget is not None:  # keeps the full split's row ids
-                train_rows = np.array([len(p["label"]) for p in parts["train"]])
-                keep, self.val_subset = subset_mask(cat, self.space.scenarios, train_rows, self.val_budget,
-                                                    self.val_subset_seed)
-                cat = {k: v[keep] for k, v in cat.items()}
-            self.splits[split] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+            ps = parts[split]
+            cat = ps[0] if len(ps) == 1 else {k: np.concatenate([p[k] for p in ps]) for k in ps[0]}
+            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cat.items()}
+            index = t.pop("history_index")
+            row = t.pop("row")
+            self.splits[split] = {**t, "history": IndexedRows(hist, index),
+                                  "history_action": IndexedRows(action, index), "row": row}
         tr = self.splits["train"]
         self.space.item_train_count = torch.bincount(tr["item"], minlength=self.space.num_items)
         self.space.item_train_pos = torch.bincount(tr["item"], weights=tr["label"].double(),
@@ -202,7 +271,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
         rank, world = self._rank()
         return TensorBatches(self.splits["train"], self.batch_size, shuffle=True, seed=self.shuffle_seed,
                              epoch_fn=self._epoch, num_scenarios=len(self.sources), mix_alpha=self.mix_alpha,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world, length_buckets=self.length_buckets)
 
     def _eval_loader(self, split: str, only: list[str] | None = None) -> TensorBatches:
         rank, world = self._rank()
@@ -212,7 +281,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             if unknown:
                 raise ValueError(f"test scenarios {unknown}: expected a subset of {self.scenario_names}")
             keep = torch.isin(data["scenario"], torch.tensor([self.scenario_names.index(k) for k in only]))
-            data = {k: v[keep] for k, v in data.items()}  # rows keep their global ids (evaluator dedupe)
+            data = take_rows(data, keep)  # rows keep their global ids (evaluator dedupe)
         return TensorBatches(data, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
 
     def val_dataloader(self) -> TensorBatches:

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 
+from unirec_lab.data.derived import BundleTables, ListColumn
 from unirec_lab.data.schema import Bundle, BundleError, FeatureSpec, FieldSpec
 from unirec_lab.features import FeatureSpace, Slot
+from unirec_lab.utils.lazy import lazy_import
+
+pa = lazy_import("pyarrow")  # only for frames read from parquet; cached tables are numpy already
 
 
 def _slots(specs: dict[str, FeatureSpec], entity: str) -> tuple[list[Slot], dict[str, int]]:
@@ -56,10 +59,18 @@ def _text_slots(specs: dict[str, FeatureSpec]) -> list[Slot]:
     return slots
 
 
+def _list_parts(column: Any, value_type: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(lengths, flat values)`` of a list column: a cached :class:`ListColumn` or a frame's column."""
+    if isinstance(column, ListColumn):
+        return np.diff(np.asarray(column.offsets)), np.asarray(column.values)
+    arr = pa.array(column) if value_type is None else pa.array(column, type=pa.list_(value_type()))
+    return (arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64),
+            arr.flatten().to_numpy(zero_copy_only=False))
+
+
 def _fill_text(mat: np.ndarray, rows: np.ndarray, slot: Slot, column: Any) -> None:
-    arr = pa.array(column)
-    lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    lens, flat = _list_parts(column)
+    flat = flat.astype(np.float32)
     has = lens > 0
     mat[rows[has], slot.start:slot.start + slot.width] = flat.reshape(-1, slot.width)
 
@@ -68,9 +79,8 @@ def _fill(mat: np.ndarray, rows: np.ndarray, slot: Slot, f: FieldSpec, column: A
     if f.kind == "categorical":
         mat[rows, slot.start] = np.asarray(column, dtype=np.int64)
         return
-    arr = pa.array(column, type=pa.list_(pa.int64()))
-    lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    lens, flat = _list_parts(column, lambda: pa.int64())
+    flat = flat.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lens)])
     pos = np.arange(len(flat)) - np.repeat(offsets[:-1], lens)
     keep = pos < slot.width
@@ -108,8 +118,9 @@ def _offsets(specs: dict[str, FeatureSpec]) -> tuple[dict[str, int], dict[str, i
     return user_offset, item_offset, nu, ni, {n: first.get(s.id_space, n) for n, s in specs.items()}
 
 
-def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
-    """Lay out global ids and feature matrices for the given scenarios (order = scenario index)."""
+def build_feature_space(bundles: dict[str, Bundle] | dict[str, BundleTables]) -> FeatureSpace:
+    """Lay out global ids and feature matrices for the given scenarios (order = scenario index), from loaded
+    bundles (frames) or their cached :class:`BundleTables`."""
     specs = {name: b.spec for name, b in bundles.items()}
     user_offset, item_offset, nu, ni, owner = _offsets(specs)
     dense_names = {"user": _dense_names(specs, "user"), "item": _dense_names(specs, "item")}
@@ -132,7 +143,7 @@ def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
             ("item", b.items, b.spec.item_fields, item_mat, item_slots, item_offset[name]),
         ):
             by_key = {s.table: s for s in slots}
-            rows = df[entity].to_numpy(dtype=np.int64) + offset + 1
+            rows = np.asarray(df[entity], dtype=np.int64) + (offset + 1)
             for f in fields:
                 if f.kind == "text_embedding":
                     text_by_key = {s.table: s for s in text_slots}
@@ -140,7 +151,7 @@ def build_feature_space(bundles: dict[str, Bundle]) -> FeatureSpace:
                     continue
                 if f.kind == "dense":
                     col = dense_names[entity].index(f.table_key(name, entity))
-                    dense[entity][rows, col] = df[f.name].to_numpy(np.float32)
+                    dense[entity][rows, col] = np.asarray(df[f.name], dtype=np.float32)
                     continue
                 _fill(mat, rows, by_key[f.table_key(name, entity)], f, df[f.name])
     return FeatureSpace(

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from unirec_lab.features import SPLIT_LEVEL
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
+pc = lazy_import("pyarrow.compute")
 
 # The stats table counts histories with the cap the data module uses by default (conf/data/default.yaml
 # history_len); it only affects the reported statistic, never a bundle.
@@ -83,7 +85,7 @@ def build_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: n
 
 def build_feedback_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: np.ndarray,
                              split_level: np.ndarray, k: int, feedback: str = "positives",
-                             pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
+                             pad: int = -1, query: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(items [n, k] int64, actions [n, k] int8)``: row ``r``'s last ``k`` visible interactions, oldest first,
     left-padded, each with the user's feedback on it (:data:`ACTION_POSITIVE` / :data:`ACTION_NEGATIVE`, 0 on
     padding). ``feedback="positives"`` keeps positive interactions only (the classic click history, every action
@@ -91,13 +93,15 @@ def build_feedback_histories(user: np.ndarray, item: np.ndarray, label: np.ndarr
 
     The leakage rules are the same for both: strictly earlier in time than the row (never its own label) and
     only from splits the row's split may see (train sees train; val train + val; test all).
+    ``query``: row indices to return histories for (default every row); every row still counts as an entry.
     """
     if feedback not in FEEDBACK_MODES:
         raise ValueError(f"history feedback={feedback!r}, expected one of {list(FEEDBACK_MODES)}")
     n = len(user)
-    out = np.full((n, k), pad, dtype=np.int64)
-    act = np.zeros((n, k), dtype=np.int8)
-    if n == 0 or k == 0:
+    q = np.arange(n) if query is None else np.asarray(query, dtype=np.int64)
+    out = np.full((len(q), k), pad, dtype=np.int64)
+    act = np.zeros((len(q), k), dtype=np.int8)
+    if len(q) == 0 or k == 0:
         return out, act
     user = np.asarray(user, dtype=np.int64)
     t_rank = _dense_rank(np.asarray(ts))
@@ -106,7 +110,8 @@ def build_feedback_histories(user: np.ndarray, item: np.ndarray, label: np.ndarr
     pos = np.asarray(label) > 0.5
     entry = pos if feedback == "positives" else np.ones(n, dtype=bool)
     for level in (0, 1, 2):
-        rows = np.flatnonzero(split_level == level)
+        sel = np.flatnonzero(split_level[q] == level)  # positions in the output
+        rows = q[sel]
         if len(rows) == 0:
             continue
         visible = entry & (split_level <= level)
@@ -122,8 +127,8 @@ def build_feedback_histories(user: np.ndarray, item: np.ndarray, label: np.ndarr
         ok = idx >= start[:, None]
         if len(p_item):
             safe = np.clip(idx, 0, len(p_item) - 1)
-            out[rows] = np.where(ok, p_item[safe], pad)
-            act[rows] = np.where(ok, p_act[safe], 0)
+            out[sel] = np.where(ok, p_item[safe], pad)
+            act[sel] = np.where(ok, p_act[safe], 0)
     return out, act
 
 

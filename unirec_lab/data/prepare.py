@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
-
 from unirec_lab.data.schema import FeatureSpec, bundle_problem, write_bundle
 from unirec_lab.utils.atomic import make_temp_dir, publish_dir, remove_stale
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 3600.0  # hidden temp / superseded version dirs older than this are removed

@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.history import mean_history_len
 from unirec_lab.features import SPLITS
 from unirec_lab.utils.atomic import atomic_write_text
+from unirec_lab.utils.lazy import lazy_import
 from unirec_lab.utils.manifest import manifest_problem, write_manifest
+
+pd = lazy_import("pandas")  # a cached job reads no frame (data/derived.py): neither import on its start-up
+pa = lazy_import("pyarrow")
 
 FIELD_KINDS = ("categorical", "multi", "text", "text_embedding", "dense")
 BUNDLE_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "feature_spec.json", "stats.json")
@@ -176,6 +178,11 @@ def validate_bundle(spec: FeatureSpec, inter: pd.DataFrame, users: pd.DataFrame,
         raise BundleError(f"{w}: feature_spec says has_group but column 'group' is missing")
     if spec.has_history and "history" not in inter.columns:
         raise BundleError(f"{w}: feature_spec says has_history but column 'history' is missing")
+    validate_tables(spec, users, items, where)
+
+
+def validate_tables(spec: FeatureSpec, users: pd.DataFrame, items: pd.DataFrame, where: str = "bundle") -> None:
+    """The users / items half of :func:`validate_bundle` (a cached job reads its rows from the derived arrays)."""
     for df, col, n, fields, name in ((users, "user", spec.num_users, spec.user_fields, "users.parquet"),
                                      (items, "item", spec.num_items, spec.item_fields, "items.parquet")):
         _check_ids(df, col, n, f"{where}/{name}")
@@ -228,14 +235,50 @@ def write_bundle(out_dir: Path, spec: FeatureSpec, inter: pd.DataFrame, users: p
 
 @dataclass
 class Bundle:
-    """A loaded bundle."""
+    """A loaded bundle. Opened with ``read_bundle(..., interactions=False, tables=False)`` (a job whose rows and
+    feature columns come from the cached derived arrays), its frames are read and checked only when asked for."""
 
     spec: FeatureSpec
-    interactions: pd.DataFrame
-    users: pd.DataFrame
-    items: pd.DataFrame
+    _interactions: pd.DataFrame | None
+    _users: pd.DataFrame | None
+    _items: pd.DataFrame | None
     stats: dict[str, Any]
     path: Path
+    version_dir: Path | None = None
+
+    def _real(self) -> Path:
+        real = self.version_dir or self.path.resolve()
+        problem = bundle_problem(real)
+        if problem is not None:
+            raise BundleError(f"bundle {self.path} failed its manifest ({problem}); re-run prepare")
+        return real
+
+    def _tables(self) -> None:
+        if self._users is None or self._items is None:
+            real = self._real()
+            users, items = _read_parquet(real / "users.parquet"), _read_parquet(real / "items.parquet")
+            validate_tables(self.spec, users, items, where=str(real))
+            self._users, self._items = users, items
+
+    @property
+    def users(self) -> pd.DataFrame:
+        self._tables()
+        return self._users
+
+    @property
+    def items(self) -> pd.DataFrame:
+        self._tables()
+        return self._items
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        if self._interactions is None:
+            real = self._real()
+            inter = _read_parquet(real / "interactions.parquet")
+            validate_bundle(self.spec, inter, self.users, self.items, where=str(real))
+            _check_stats(self.stats, inter, real / "stats.json")
+            self._interactions = inter
+        return self._interactions
 
 
 def bundle_problem(path: Path) -> str | None:
@@ -263,18 +306,24 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _check_stats(stats: Any, inter: pd.DataFrame, where: Path) -> None:
     """stats.json must describe the interactions it sits next to (its label rate ends up in result.json)."""
+    check_stats_counts(stats, len(inter), int((inter["label"].to_numpy() > 0.5).sum()), where)
+
+
+def check_stats_counts(stats: Any, rows: int, positives: int, where: Path) -> None:
+    """:func:`_check_stats` on counts (a cached job counts the derived label array instead of the frame)."""
     if not isinstance(stats, dict):
         raise BundleError(f"{where}: expected a JSON object of counts, got {type(stats).__name__}")
-    actual = {"rows": len(inter), "positives": int((inter["label"].to_numpy() > 0.5).sum())}
+    actual = {"rows": rows, "positives": positives}
     for key, value in actual.items():
         if stats.get(key) != value:
             raise BundleError(f"{where}: {key} = {stats.get(key)!r} but interactions.parquet has {value} "
                               "(stale or edited; re-run prepare with force=true)")
 
 
-def read_bundle(path: Path) -> Bundle:
+def read_bundle(path: Path, interactions: bool = True, tables: bool = True) -> Bundle:
     """Load and validate a bundle directory (or the symlink to its current version, resolved once so that
-    every file comes from one version even if the bundle is republished meanwhile)."""
+    every file comes from one version even if the bundle is republished meanwhile). ``interactions=False`` /
+    ``tables=False`` defer reading the interactions / users and items frames to their first use (:class:`Bundle`)."""
     path = Path(path)
     real = path.resolve()
     problem = bundle_problem(real)
@@ -282,9 +331,14 @@ def read_bundle(path: Path) -> Bundle:
         raise BundleError(f"bundle {path} failed its manifest ({problem}); re-run prepare")
     spec = FeatureSpec.from_dict(_read_json(real / "feature_spec.json"), source=str(real / "feature_spec.json"))
     stats = _read_json(real / "stats.json")
-    inter = _read_parquet(real / "interactions.parquet")
+    if not tables:
+        return Bundle(spec, None, None, None, stats, path, real)
     users = _read_parquet(real / "users.parquet")
     items = _read_parquet(real / "items.parquet")
+    if not interactions:
+        validate_tables(spec, users, items, where=str(real))
+        return Bundle(spec, None, users, items, stats, path, real)
+    inter = _read_parquet(real / "interactions.parquet")
     validate_bundle(spec, inter, users, items, where=str(real))
     _check_stats(stats, inter, real / "stats.json")
-    return Bundle(spec, inter, users, items, stats, path)
+    return Bundle(spec, inter, users, items, stats, path, real)

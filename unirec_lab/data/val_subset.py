@@ -31,9 +31,16 @@ def group_subset_mask(group: np.ndarray, max_rows: int, seed: int, name: str) ->
     still validates something), and a group is either kept whole or dropped whole. Vectorised: one
     ``np.unique``, one permutation, one cumulative sum.
     """
+    return group_subset(group, max_rows, seed, name)[0]
+
+
+def group_subset(group: np.ndarray, max_rows: int, seed: int, name: str) -> tuple[np.ndarray, dict[str, int]]:
+    """:func:`group_subset_mask` and the rows / groups kept of all (from the same ``np.unique``)."""
     group = np.asarray(group)
     if len(group) <= max_rows:
-        return np.ones(len(group), dtype=bool)
+        n_groups = len(np.unique(group))
+        return np.ones(len(group), dtype=bool), {"rows": len(group), "of_rows": len(group), "groups": n_groups,
+                                                 "of_groups": n_groups}
     uniq, gid, sizes = np.unique(group, return_inverse=True, return_counts=True)
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode())])
     perm = rng.permutation(len(uniq))
@@ -41,7 +48,8 @@ def group_subset_mask(group: np.ndarray, max_rows: int, seed: int, name: str) ->
     fits[0] = True
     keep = np.zeros(len(uniq), dtype=bool)
     keep[perm[fits]] = True
-    return keep[gid.reshape(-1)]
+    return keep[gid.reshape(-1)], {"rows": int(sizes[keep].sum()), "of_rows": len(group),
+                                   "groups": int(keep.sum()), "of_groups": len(uniq)}
 
 
 def subset_mask(split: dict[str, np.ndarray], names: list[str], train_rows: np.ndarray, budget: float,
@@ -53,8 +61,11 @@ def subset_mask(split: dict[str, np.ndarray], names: list[str], train_rows: np.n
     info: dict[str, dict[str, int]] = {}
     for s, name in enumerate(names):  # one vectorised draw per scenario (a handful), not per row
         rows = np.flatnonzero(scen == s)
-        m = group_subset_mask(group[rows], int(np.ceil(budget * int(train_rows[s]))), seed, name)
+        m, info[name] = group_subset(group[rows], budget_rows(budget, train_rows[s]), seed, name)
         keep[rows[m]] = True
-        info[name] = {"rows": int(m.sum()), "of_rows": len(rows), "groups": len(np.unique(group[rows[m]])),
-                      "of_groups": len(np.unique(group[rows]))}
     return keep, info
+
+
+def budget_rows(budget: float, train_rows: int) -> int:
+    """The most validation rows a scenario with ``train_rows`` training rows keeps."""
+    return int(np.ceil(budget * int(train_rows)))

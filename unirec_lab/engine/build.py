@@ -46,11 +46,14 @@ def build_module(cfg: DictConfig, model: torch.nn.Module, dm: Any, best_so_far: 
     objectives = build_objectives(cfg, dm.space)
     for objective in objectives:
         objective.check(model)
+        if getattr(objective, "norm", None) == "epoch":  # next_item: targets per training batch, counted once
+            objective.calibrate(dm.splits["train"], len(dm.train_dataloader()))
     sched = cfg.get("scheduler")
     module = RecLitModule(model, hydra.utils.instantiate(cfg.optimizer), list(dm.scenario_names), dm.loss_weights,
                           metrics=list(cfg.metrics), best_so_far=best_so_far, objectives=objectives,
                           scheduler=hydra.utils.instantiate(sched) if sched else None,
-                          pooled_metrics=bool(cfg.get("pooled_metrics", False)))
+                          pooled_metrics=bool(cfg.get("pooled_metrics", False)),
+                          pointwise=bool(cfg.model.get("pointwise_loss", True)))
     module.run_signature = run_signature(flat_config(cfg))
     return module
 

@@ -9,6 +9,7 @@ exactly when some scenario improved, so early stopping waits for the last scenar
 
 ``objectives``: sequence objectives (``unirec_lab.models.objectives``: next item, next response at every history
 position), each ``weight * loss`` on its scenarios' rows, added to the pointwise loss (none by default).
+``pointwise=False`` drops the pointwise BCE, so the objectives alone train the model (SASRec's own loss).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class RecLitModule(pl.LightningModule):
                  metrics: Sequence[str] = ("auc", "logloss", "gauc", "ndcg@10"),
                  scheduler: Callable[..., Any] | None = None, best_so_far: tuple[str, str] | None = None,
                  objectives: Sequence[Callable[[nn.Module, Batch], torch.Tensor]] = (),
-                 pooled_metrics: bool = False) -> None:
+                 pooled_metrics: bool = False, pointwise: bool = True) -> None:
         """``best_so_far=(metric, "max"|"min")`` logs ``val/best_so_far/<metric>`` (per-scenario selection);
         ``pooled_metrics`` logs ``<stage>/all/<metric>`` over all scenarios' rows together too."""
         super().__init__()
@@ -54,6 +55,10 @@ class RecLitModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scenario_names = list(scenario_names)
         self.objectives = list(objectives)
+        if not pointwise and not self.objectives:
+            raise ValueError("model.pointwise_loss=false needs at least one sequence objective (objectives=...): "
+                             "otherwise nothing trains the model")
+        self.pointwise = bool(pointwise)
         w = [float((loss_weights or {}).get(s, 1.0)) for s in self.scenario_names]
         if any(x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0:
             raise ValueError(f"loss weights {dict(zip(self.scenario_names, w))}: expected finite, >= 0, not all 0")
@@ -84,9 +89,14 @@ class RecLitModule(pl.LightningModule):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weighted training loss over the scenarios present in the batch, per-scenario BCE, row counts): the
         objective of ``training_step``, also what the plain-loop benchmarks step on."""
-        per_s, counts = self.scenario_losses(self.model(batch), batch)
-        w = self.loss_weights * (counts > 0)
-        total = (w * per_s).sum() / w.sum().clamp(min=1e-12)
+        if self.pointwise:
+            per_s, counts = self.scenario_losses(self.model(batch), batch)
+            w = self.loss_weights * (counts > 0)
+            total = (w * per_s).sum() / w.sum().clamp(min=1e-12)
+        else:  # no forward pass over the rows: the objectives compute what they need
+            counts = torch.bincount(batch["scenario"], minlength=len(self.scenario_names)).float()
+            per_s = torch.zeros(len(self.scenario_names), device=counts.device)
+            total = per_s.sum()
         for objective in self.objectives:
             total = total + objective(self.model, batch)
         return total, per_s, counts

@@ -8,6 +8,11 @@ A model that offers the catalogue protocol is scored without repeating any input
 - ``score_pairs(user, item) -> [b, C]``: exact logits of every user with every candidate, where ``item``
   tensors are ``[C, ...]`` (the same candidates for all users) or ``[b, C, ...]`` (per-user candidates).
 
+A model that also offers ``relu_chain(user, item) -> dict | None`` (the default unified model: its pair score is
+a ReLU MLP over a per-user linear map of the item) is scored by :mod:`~unirec_lab.evaluation.relu_chain` in
+the exact path: cache-sized GEMM blocks, fused bias + ReLU, user blocks on parallel single-threaded workers
+(``chain=False``: ``score_pairs`` instead, the previous path that the benchmark compares against).
+
 A model without it (``forward(batch)`` only) is scored the old way, on repeated rows; so is any model when
 ``cached=False`` (the reference path that tests and benchmarks compare against).
 
@@ -22,11 +27,13 @@ re-ranked. It is approximate (a true top-K item the fit ranks below ``C`` is los
 
 from __future__ import annotations
 
-from itertools import chain
+from itertools import chain as chained
 
 import numpy as np
 import torch
 from torch import nn
+
+from unirec_lab.evaluation.relu_chain import ReluChain, chain_scores
 
 Batch = dict[str, torch.Tensor]
 State = dict[str, torch.Tensor]
@@ -41,7 +48,8 @@ class CatalogueRanker:
     """Scores and top-K of user rows against ``items`` (global ids) for one model; caches the item side."""
 
     def __init__(self, model: nn.Module, items: torch.Tensor, candidates: int | None = None,
-                 block_rows: int = 262_144, fit_items: int = 256, cached: bool = True, seed: int = 0) -> None:
+                 block_rows: int = 262_144, fit_items: int = 256, cached: bool = True, seed: int = 0,
+                 chain: bool = True) -> None:
         if items.dim() != 1 or items.numel() == 0 or items.is_floating_point():
             raise ValueError(f"catalogue items: expected a non-empty 1-D tensor of item ids, got shape "
                              f"{tuple(items.shape)} dtype {items.dtype}")
@@ -52,6 +60,7 @@ class CatalogueRanker:
         self.model, self.items = model, items
         self.block_rows, self.seed = int(block_rows), seed
         self.cached = cached and all(callable(getattr(model, m, None)) for m in PROTOCOL)
+        self.chain = self.cached and chain and callable(getattr(model, "relu_chain", None))
         retrieval = self.cached and callable(getattr(model, "retrieval_keys", None))
         self.candidates = int(candidates) if retrieval and candidates is not None else None
         if self.candidates is not None and self.candidates >= len(items):
@@ -63,7 +72,7 @@ class CatalogueRanker:
 
     # -- the item side, once per model version ------------------------------------------------------------------
     def _model_version(self) -> tuple[int, ...]:
-        tensors = chain(self.model.parameters(), self.model.buffers())
+        tensors = chained(self.model.parameters(), self.model.buffers())
         return (id(self.model), *(t._version for t in tensors))
 
     def item_state(self) -> State:
@@ -112,7 +121,11 @@ class CatalogueRanker:
             if not self.cached:
                 return self._forward_scores(rows)
             item = self.item_state()
-            return self._pair_scores(self.model.user_side(rows), item, len(rows["user"]), len(self.items), False)
+            user = self.model.user_side(rows)
+            found = self.model.relu_chain(user, item) if self.chain else None
+            if found is not None:
+                return chain_scores(ReluChain(**found))
+            return self._pair_scores(user, item, len(rows["user"]), len(self.items), False)
 
     @torch.no_grad()
     def topk(self, rows: Batch, k: int, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,10 +64,10 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
                          item_scenario: torch.Tensor, split: str = "test", ks: Sequence[int] = (10, 20),
                          max_users: int | None = None, max_rows: int = 262_144, seed: int = 0,
                          candidates: int | None = None, cached: bool = True,
-                         user_chunk: int = 256) -> dict[str, float]:
+                         user_chunk: int = 256, chain: bool = True) -> dict[str, float]:
     """``{"recall@K", "ndcg@K", "hr@K" for K in ks, "users", "candidates"}`` for one scenario (see module doc).
     ``max_rows`` bounds the (user, item) pairs scored in one pass (memory); ``candidates`` (null = exact) and
-    ``cached`` (False = the reference path on repeated rows) are :class:`CatalogueRanker`'s."""
+    ``cached`` (False = the reference path on repeated rows) and ``chain`` are :class:`CatalogueRanker`'s."""
     if not ks or min(ks) < 1:
         raise ValueError(f"full ranking ks={list(ks)}: expected positive integers")
     if scenario not in scenario_names:
@@ -91,7 +91,8 @@ def full_ranking_metrics(model: nn.Module, splits: dict[str, Batch], scenario_na
     seen = PairIndex(seen_u, seen_i, item_lo, n_items)
     truth_pairs = PairIndex(truth_u, truth_i, item_lo, n_items)
     kmax = min(max(ks), n_items)
-    ranker = CatalogueRanker(model, items, candidates=candidates, block_rows=max_rows, cached=cached, seed=seed)
+    ranker = CatalogueRanker(model, items, candidates=candidates, block_rows=max_rows, cached=cached, seed=seed,
+                             chain=chain)
     disc = 1.0 / torch.log2(torch.arange(kmax, dtype=torch.float64) + 2.0)
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr")}
     for start in range(0, len(first), user_chunk):

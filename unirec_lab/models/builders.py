@@ -17,6 +17,7 @@ from torch import nn
 from unirec_lab.features import FeatureSpace
 from unirec_lab.models.baselines.mf import MatrixFactorization
 from unirec_lab.models.baselines.popularity import Popularity
+from unirec_lab.models.baselines.sasrec import SASRec
 from unirec_lab.models.unified import UnifiedModel
 
 
@@ -44,6 +45,11 @@ class SingleHead(nn.Module):
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(h, torch.zeros_like(scenario), feats)
 
+    def tower_modules(self, s: int) -> list[nn.Module] | None:
+        """The shared head's one tower, whatever the scenario (catalogue scoring as a ReLU chain)."""
+        inner = getattr(self.head, "tower_modules", None)
+        return inner(0) if inner is not None else None
+
     def describe(self) -> str:
         return f"one shared {_describe(self.head)}"
 
@@ -70,3 +76,9 @@ def build_popularity(space: FeatureSpace, backbone: Callable[..., nn.Module], he
                      kind: str = "rate", smoothing: float = 1.0) -> Popularity:
     """Item popularity from the train split (the configured backbone and head are not used)."""
     return Popularity(space, kind=kind, smoothing=smoothing)
+
+
+def build_sasrec(space: FeatureSpace, backbone: Callable[..., nn.Module], head: Callable[..., nn.Module]) -> SASRec:
+    """SASRec: the configured backbone's embeddings and sequence encoder, scored by dot product (no trunk, no
+    head: the configured head is not used)."""
+    return SASRec(backbone(space, trunk_dims=()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from torch import nn
 
@@ -25,3 +25,14 @@ def mlp(in_dim: int, dims: Sequence[int], dropout: float = 0.0, out_dim: int | N
     if out_dim is not None:
         layers.append(nn.Linear(d, out_dim))
     return nn.Sequential(*layers)
+
+
+def relu_linears(modules: Iterable[nn.Module]) -> list[nn.Linear] | None:
+    """The linear layers of a ``ReLU, Linear, ReLU, Linear, ...`` sequence (eval-mode ``Dropout`` skipped), or
+    ``None`` when it is anything else (BatchNorm, another activation): catalogue scoring then takes the generic
+    path. A chain of these is all GEMMs (``evaluation/relu_chain.py``)."""
+    layers = [m for m in modules if not isinstance(m, nn.Dropout)]
+    if len(layers) % 2 or not all(isinstance(m, nn.ReLU) for m in layers[::2]) \
+            or not all(isinstance(m, nn.Linear) for m in layers[1::2]):
+        return None
+    return list(layers[1::2])

@@ -10,6 +10,11 @@
 
 Each objective is ``weight * loss`` over the rows of its ``scenarios`` (null: all). The loss functions are plain
 tensor functions so that tests can check them against hand computations.
+
+``norm`` (next item): ``batch`` averages over the batch's own targets; ``epoch`` sums them and divides by the mean
+number of targets per training batch of the epoch (counted once by :meth:`NextItemObjective.calibrate`), so every
+target weighs the same whatever its batch-mates (with length-bucketed batches a per-batch mean would weigh each
+target of a short-sequence batch several times more: the SASRec reproduction measured it learning markedly slower).
 """
 
 from __future__ import annotations
@@ -27,15 +32,17 @@ Batch = dict[str, torch.Tensor]
 ACTION_POSITIVE = 2  # unirec_lab.data.history (the data layer is a sibling: not imported)
 
 
-def next_item_bce(states: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """SASRec's loss: mean over valid positions of ``-log s(<h, pos>) - log(1 - s(<h, neg>))``.
+def next_item_bce(states: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor,
+                  denominator: float | None = None) -> torch.Tensor:
+    """SASRec's loss: mean over valid positions of ``-log s(<h, pos>) - log(1 - s(<h, neg>))`` (or their sum
+    divided by ``denominator``).
 
     ``states``, ``pos``, ``neg``: ``[..., d]``; ``valid``: ``[...]`` bool. Zero when nothing is valid."""
     lp = (states * pos).sum(-1)
     ln = (states * neg).sum(-1)
     per = F.softplus(-lp) + F.softplus(ln)
     v = valid.to(per.dtype)
-    return (per * v).sum() / v.sum().clamp(min=1.0)
+    return (per * v).sum() / (v.sum().clamp(min=1.0) if denominator is None else denominator)
 
 
 def sampled_softmax_logq(states: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, pos_logq: torch.Tensor,
@@ -116,10 +123,14 @@ class NextItemObjective(SequenceObjective):
     name = "next_item"
 
     def __init__(self, space: FeatureSpace, weight: float = 1.0, scenarios: Sequence[str] | None = None,
-                 loss: str = "bce", num_negatives: int = 100) -> None:
+                 loss: str = "bce", num_negatives: int = 100, norm: str = "batch") -> None:
         super().__init__(space, weight, scenarios)
         if loss not in ("bce", "sampled_softmax"):
             raise ValueError(f"objectives: next_item loss={loss!r}, expected 'bce' or 'sampled_softmax'")
+        if norm not in ("batch", "epoch"):
+            raise ValueError(f"objectives: next_item norm={norm!r}, expected 'batch' or 'epoch'")
+        self.norm = norm
+        self.targets_per_batch: float | None = None  # norm=epoch: set by calibrate
         if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
             raise ValueError(f"objectives: next_item num_negatives={num_negatives!r}, expected a positive integer")
         self.kind, self.num_negatives = loss, num_negatives
@@ -127,6 +138,37 @@ class NextItemObjective(SequenceObjective):
         counts[0] -= int((space.item_scenario < 0).sum())  # the padding row
         self.first_item = torch.tensor([space.item_offset[s] + 1 for s in space.scenarios])
         self.num_items = counts
+
+    @staticmethod
+    def targets(batch: Batch) -> torch.Tensor:
+        """``(targets [B, K], valid [B, K])``: the next positive item after each history position (entry
+        ``t + 1``, then the row's own item when the row is a positive) and where there is one."""
+        ids = batch["history"]
+        act = batch.get("history_action")
+        act = (ids > 0).long() * ACTION_POSITIVE if act is None else act
+        tgt = torch.cat([ids[:, 1:], batch["item"].unsqueeze(1)], 1)
+        tgt_pos = torch.cat([act[:, 1:] == ACTION_POSITIVE, (batch["label"] > 0.5).unsqueeze(1)], 1)
+        return tgt, (ids > 0) & tgt_pos & (tgt > 0)
+
+    def calibrate(self, train: Batch, batches_per_epoch: int, block: int = 262_144) -> None:
+        """``norm=epoch``: count this objective's targets over the training split once (blocks of rows, so
+        memory stays bounded) and keep their mean per training batch as the loss denominator."""
+        if self.norm != "epoch":
+            return
+        keep = self.scenario_mask[train["scenario"]]
+        n = 0
+        for i in range(0, len(keep), block):
+            rows = {k: train[k][i:i + block] for k in ("history", "history_action", "item", "label") if k in train}
+            n += int((self.targets(rows)[1] & keep[i:i + block].unsqueeze(1)).sum())
+        self.targets_per_batch = max(n / max(int(batches_per_epoch), 1), 1.0)
+
+    def _denominator(self) -> float | None:
+        if self.norm == "batch":
+            return None
+        if self.targets_per_batch is None:
+            raise ValueError("objectives: next_item norm=epoch needs calibrate(train split, batches per epoch) "
+                             "before training (engine.build.build_module calls it)")
+        return self.targets_per_batch
 
     def _proposal(self, s: int) -> torch.Tensor:
         """``q`` over scenario ``s``'s items (train count + 1, normalised)."""
@@ -139,17 +181,16 @@ class NextItemObjective(SequenceObjective):
         bb = self.backbone(model)
         seq = bb.sequence_states(batch)
         emb = bb.embedding
-        states, ids, mask = seq["states"], seq["ids"], seq["mask"]
+        states = seq["states"]
         # targets: entry t + 1 (a positive), and the row's own item after the last position (a positive row)
-        tgt = torch.cat([ids[:, 1:], batch["item"].unsqueeze(1)], 1)
-        tgt_pos = torch.cat([seq["actions"][:, 1:] == ACTION_POSITIVE, (batch["label"] > 0.5).unsqueeze(1)], 1)
-        valid = mask & tgt_pos & (tgt > 0)
+        tgt, valid = self.targets({**batch, "history_action": seq["actions"]})
         scen = batch["scenario"].unsqueeze(1).expand_as(tgt)
+        denominator = self._denominator()
         if self.kind == "bce":
             first = self.first_item.to(tgt.device)[scen]
             n = self.num_items.to(tgt.device)[scen]
             neg = first + (torch.rand(tgt.shape, device=tgt.device) * n).long().clamp(max=n - 1)
-            return next_item_bce(states, emb.item_vectors(tgt), emb.item_vectors(neg), valid)
+            return next_item_bce(states, emb.item_vectors(tgt), emb.item_vectors(neg), valid, denominator)
         total, count = states.new_zeros(()), 0
         for s in torch.unique(batch["scenario"]).tolist():
             sel = valid & (scen == s)
@@ -167,7 +208,7 @@ class NextItemObjective(SequenceObjective):
                                         torch.ones(len(p_ids), dtype=torch.bool, device=tgt.device), acc)
             k = int(sel.sum())
             total, count = total + loss * k, count + k
-        return total / max(count, 1)
+        return total / (max(count, 1) if denominator is None else denominator)
 
 
 class NextResponseObjective(SequenceObjective):

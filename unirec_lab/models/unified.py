@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unirec_lab.models.mlp import relu_linears
+
 Batch = dict[str, torch.Tensor]
 
 
@@ -31,6 +33,23 @@ class UnifiedModel(nn.Module):
     def retrieval_keys(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[N, d]`` item vectors: the scores are fitted as linear in them for a first retrieval stage."""
         return item["item"]
+
+    def relu_chain(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> dict | None:
+        """The pair score as one ReLU chain over the catalogue (``evaluation.relu_chain.ReluChain``'s fields:
+        exact, all GEMMs) when it is one: a folded first trunk layer, ReLU/Linear after it and one scenario's MLP
+        tower for every user row; ``None`` otherwise (``score_pairs`` is the general path)."""
+        tower = getattr(self.head, "tower_modules", None)
+        trunk = getattr(self.backbone, "trunk_chain", lambda: None)()
+        scenario = user["scenario"]
+        if "user" not in user or tower is None or trunk is None or item["item"].dim() != 2 \
+                or not bool((scenario == scenario[0]).all()):
+            return None
+        modules = tower(int(scenario[0]))
+        linears = relu_linears(trunk + modules) if modules is not None else None
+        if not linears or linears[-1].out_features != 1:
+            return None
+        a, c = self.backbone.fold_first_layer(user)
+        return {"items": item["item"], "a": a, "c": c, "layers": [(m.weight, m.bias) for m in linears]}
 
     def score_pairs(self, user: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[b, C]`` logits of every user row with every candidate (equal to ``forward`` on the pairs)."""

@@ -10,6 +10,10 @@ labels them, ``stats.py`` computes the statistics, ``report.py`` renders them (t
 Conventions (the rendered tables repeat them under every table):
 
 * **std** is the sample standard deviation over seeds (``ddof=1``); NaN (rendered blank) when ``n = 1``.
+* **Several baselines** (``baseline="per_scenario,strongest"``): the first is *the* baseline (``gain``,
+  ``p_value``, ...); each further one ``b`` adds ``gain_vs_<b>``, ``p_value_vs_<b>``, ``n_pairs_vs_<b>``,
+  ``significant_vs_<b>`` with the same definitions (e.g. gains against the same architecture *and* against the
+  strongest per-scenario model, both paired over seeds).
 * **gain** = ``(model - baseline) / |baseline|`` on the seed means, sign-flipped for lower-is-better metrics
   (any metric whose name contains ``loss``), so a positive gain always means *better than the baseline*.
 * **p_value**: two-sided paired t-test (``scipy.stats.ttest_rel``) over the seeds that both the model and the
@@ -49,7 +53,7 @@ from unirec_lab.results.grouping import (
     split_config,
 )
 from unirec_lab.results.runs import Failure
-from unirec_lab.results.stats import TABLE_COLUMNS, summary_table
+from unirec_lab.results.stats import summary_table, table_columns
 
 DEFAULT_METRICS = ("auc", "logloss", "gauc", "ndcg@10")
 DEFAULT_BASELINE = "per_scenario"
@@ -66,6 +70,9 @@ class Aggregate:
     metrics: list[str]
     alpha: float
     notes: list[str] = field(default_factory=list)
+    published: pd.DataFrame | None = None  # ours vs a published table (results/published.py), when asked
+    published_lines: list[str] = field(default_factory=list)  # its Markdown section
+    extra_baselines: list[str] = field(default_factory=list)  # further baselines: *_vs_<b> columns of ``table``
 
 
 def _make_group(runs: pd.DataFrame, parts: list[ConfigParts], idx: list[int], gi: int,
@@ -93,19 +100,30 @@ def _value_rows(runs: pd.DataFrame, idx: list[int], g: Group, model_of: dict[int
     return rows
 
 
-def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: str = DEFAULT_BASELINE,
-              metrics: Sequence[str] | None = None, alpha: float = 0.05, ignore: Sequence[str] = (),
-              strict: bool = False) -> Aggregate:
-    """Group comparable runs, aggregate over seeds, compare every model with ``baseline``.
+def parse_baselines(baseline: str | Sequence[str]) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (the first is the main baseline); empty or repeated names fail."""
+    names = [b.strip() for b in (baseline.split(",") if isinstance(baseline, str) else baseline)]
+    if not names or any(not b for b in names) or len(set(names)) != len(names):
+        raise ValueError(f"baseline {baseline!r}: expected one model name or distinct comma-separated names, "
+                         "e.g. per_scenario,strongest")
+    return names
+
+
+def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (),
+              baseline: str | Sequence[str] = DEFAULT_BASELINE, metrics: Sequence[str] | None = None,
+              alpha: float = 0.05, ignore: Sequence[str] = (), strict: bool = False) -> Aggregate:
+    """Group comparable runs, aggregate over seeds, compare every model with ``baseline`` (or each of several:
+    ``"per_scenario,strongest"``, the first one the main baseline).
 
     ``ignore``: extra key patterns (fnmatch) that must not split groups. ``strict``: raise ``IncomparableRuns``
     (one-line message) instead of reporting several config groups / scenario variants.
     """
     metrics = list(metrics or DEFAULT_METRICS)
     failures = list(failures)
+    baseline, *extra = parse_baselines(baseline)
     if runs.empty:
-        return Aggregate(pd.DataFrame(columns=TABLE_COLUMNS), pd.DataFrame(columns=VALUE_COLUMNS), [], failures,
-                         baseline, metrics, alpha, [])
+        return Aggregate(pd.DataFrame(columns=table_columns(extra)), pd.DataFrame(columns=VALUE_COLUMNS), [],
+                         failures, baseline, metrics, alpha, [], extra_baselines=extra)
     runs = runs.sort_values("run_dir", kind="stable").reset_index(drop=True)
     derived = seed_derived(runs)
     parts = [split_config(c, derived, (*IGNORED_KEYS, *ignore)) for c in runs["config"]]
@@ -116,14 +134,14 @@ def aggregate(runs: pd.DataFrame, failures: Sequence[Failure] = (), baseline: st
         scen_of = scenario_labels(runs, parts, idx, g, strict)
         model_of = run_model_labels(runs, parts, idx)
         value_rows += _value_rows(runs, idx, g, model_of, scen_of, metrics)
-        pick_baseline(g, model_of.values(), baseline)
+        pick_baseline(g, model_of.values(), baseline, extra)
         groups.append(g)
     values, superseded = _dedupe(pd.DataFrame(value_rows, columns=[*VALUE_COLUMNS, "mtime", "recorded"]))
     missing = [m for m in metrics if not values.loc[values["metric"] == m, "recorded"].any()]
     notes = [f"metric(s) not found in any run: {', '.join(missing)}"] if missing else []
-    table = summary_table(values, groups, metrics, alpha)
+    table = summary_table(values, groups, metrics, alpha, extra)
     return Aggregate(table, values.drop(columns=["mtime", "recorded"]), groups, failures + superseded, baseline,
-                     metrics, alpha, notes)
+                     metrics, alpha, notes, extra_baselines=extra)
 
 
 def _dedupe(values: pd.DataFrame) -> tuple[pd.DataFrame, list[Failure]]:

@@ -17,9 +17,11 @@ from typing import Any
 import pandas as pd
 
 # Keys that identify the model: they never split groups, they tell models apart.
-# selection.scope is part of a model's protocol (one checkpoint for all scenarios, or one per scenario).
+# selection.scope is part of a model's protocol (one checkpoint for all scenarios, or one per scenario); the
+# sequence objectives and a scenario's history settings (which feedback a history carries, chunked training rows)
+# are what a model is trained on and reads, never which rows are evaluated.
 MODEL_KEYS = ("model", "model.*", "backbone", "backbone.*", "backbone_name", "head", "head.*", "head_name",
-              "selection.scope")
+              "selection.scope", "objectives", "objectives.*", "scenarios.*.history", "scenarios.*.history.*")
 # Keys that never split groups: seed, per-run paths, logging and bookkeeping that cannot change the numbers.
 IGNORED_KEYS = ("seed", "data.shuffle_seed", "hydra", "hydra.*", "paths.*", "logger", "logger.*", "resume",
                 "num_threads", "experiment_name", "metrics", "scenarios", "scenario", "*_dir", "*.dir", "*_path",
@@ -48,6 +50,8 @@ class Group:
     git_shas: list[str]
     n_runs: int
     baseline: str | None  # the baseline's model label in this group, if unambiguous
+    # further baselines (``--baseline a,b``): requested name -> its label here (None: absent or ambiguous)
+    extra_baselines: dict[str, str | None] = field(default_factory=dict)
     scenario_variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # news#1 -> differing keys
     notes: list[str] = field(default_factory=list)
 
@@ -183,8 +187,12 @@ def scenario_labels(runs: pd.DataFrame, parts: list[ConfigParts], idx: list[int]
 
 
 def run_model_labels(runs: pd.DataFrame, parts: list[ConfigParts], idx: list[int]) -> dict[int, str]:
-    """Model label of each run in a group; a joint model's scenario set is part of what it is."""
+    """Model label of each run in a group; a joint model's scenario set is part of what it is.
+
+    One name whose configs cover disjoint scenarios (e.g. ``strongest``: SASRec on one scenario, DKT on another)
+    is one row name: its configs never meet in a cell, so nothing needs telling apart."""
     idents: dict[str, dict[Any, dict[str, Any]]] = {}
+    covers: dict[tuple, set[str]] = {}
     run_ident: dict[int, tuple] = {}
     for i in idx:
         ident_cfg = dict(parts[i].model)
@@ -192,20 +200,32 @@ def run_model_labels(runs: pd.DataFrame, parts: list[ConfigParts], idx: list[int
             ident_cfg["scenarios"] = "+".join(runs.loc[i, "scenarios"])
         key = (runs.loc[i, "model"], signature(ident_cfg))
         idents.setdefault(runs.loc[i, "model"], {}).setdefault(key, ident_cfg)
+        covers.setdefault(key, set()).update(sc.split("/", 1)[0] for sc in runs.loc[i, "test"])
         run_ident[i] = key
     label_of: dict[tuple, str] = {}
     for name, ids in idents.items():
-        label_of.update(model_labels(ids, name))
+        scen = [covers[k] for k in ids]
+        disjoint = sum(len(s) for s in scen) == len(set().union(*scen))
+        label_of.update({k: name for k in ids} if disjoint else model_labels(ids, name))
     return {i: label_of[k] for i, k in run_ident.items()}
 
 
-def pick_baseline(g: Group, labels: Iterable[str], baseline: str) -> None:
-    """Set ``g.baseline`` to the one label naming ``baseline``, or note why gains are n/a."""
+def baseline_label(g: Group, labels: Iterable[str], baseline: str) -> str | None:
+    """The one label naming ``baseline`` in ``g`` (None, with a note in ``g.notes``, when absent or ambiguous)."""
     cands = sorted({lb for lb in labels if lb == baseline or lb.split("[", 1)[0] == baseline})
     if len(cands) == 1:
-        g.baseline = cands[0]
-    elif not cands:
+        return cands[0]
+    if not cands:
         g.notes.append(f"no runs of the baseline {baseline!r} in this group: gains are n/a")
     else:
         g.notes.append(f"baseline {baseline!r} is ambiguous here ({', '.join(cands)}): pass one of these "
                        "labels as --baseline; gains are n/a")
+    return None
+
+
+def pick_baseline(g: Group, labels: Iterable[str], baseline: str, extra: Sequence[str] = ()) -> None:
+    """Set ``g.baseline`` to the one label naming ``baseline`` (and ``g.extra_baselines`` for ``extra``), or note
+    why gains are n/a."""
+    labels = list(labels)
+    g.baseline = baseline_label(g, labels, baseline)
+    g.extra_baselines = {b: baseline_label(g, labels, b) for b in extra}

@@ -171,7 +171,7 @@ class RunRecord:
     git_sha: str | None = None
     packages: dict[str, str] | None = None
     selection: dict[str, Any] | None = None  # monitor, best epoch / score, checkpoint; or one per scenario
-    val: dict[str, dict[str, float]] | None = None  # validation metrics of the selected epoch (seqrec)
+    val: dict[str, dict[str, float]] | None = None  # validation metrics of the selected epoch (optional)
     test: dict[str, dict[str, float]] | None = None
     test_slices: dict[str, dict[str, dict[str, float]]] | None = None
     test_full_ranking: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import pandas as pd
 from scipy import stats
@@ -18,6 +19,16 @@ WILCOXON_MIN_PAIRS = 6
 TABLE_COLUMNS = ["group", "config_sig", "experiment", "model", "is_baseline", "scenario", "metric",
                  "lower_is_better", "mean", "std", "n", "gain", "p_value", "n_pairs", "p_wilcoxon", "significant",
                  "best", "note"]
+VS_FIELDS = ("gain", "p_value", "n_pairs", "significant")  # per further baseline b: <field>_vs_<b>
+
+
+def vs_column(field: str, baseline: str) -> str:
+    return f"{field}_vs_{baseline}"
+
+
+def table_columns(extra: Sequence[str] = ()) -> list[str]:
+    """The long table's columns: ``TABLE_COLUMNS`` and the comparison with each further baseline."""
+    return TABLE_COLUMNS + [vs_column(f, b) for b in extra for f in VS_FIELDS]
 
 
 def lower_is_better(metric: str) -> bool:
@@ -67,6 +78,22 @@ def cell_rows(g: Group, cell: pd.DataFrame, models: list[str], sc: str, metric: 
     """The table rows of one scenario x metric of group ``g``: one per model, the baseline first."""
     rec = cell[cell["recorded"].astype(bool)]  # a recorded NaN / inf stays (and shows), absent ones go
     series = {m: rec[rec["model"] == m].set_index("seed")["value"] for m in models}
+    rows = _main_rows(g, cell, series, models, sc, metric, alpha)
+    for name, label in g.extra_baselines.items():
+        other = series.get(label) if label else None
+        for row in rows:
+            m = row["model"]
+            vals = {"gain": math.nan, "p_value": math.nan, "n_pairs": 0, "significant": False}
+            if m != label and other is not None and len(other) and len(series[m]):
+                vs = _vs_baseline(series[m], other, row["lower_is_better"], row["mean"], alpha)
+                vals.update({f: vs[f] for f in VS_FIELDS if f in vs})
+            row.update({vs_column(f, name): v for f, v in vals.items()})
+    return rows
+
+
+def _main_rows(g: Group, cell: pd.DataFrame, series: dict[str, pd.Series], models: list[str], sc: str, metric: str,
+               alpha: float) -> list[dict]:
+    """The rows with mean, std, best and the comparison with the main baseline."""
     base = series.get(g.baseline) if g.baseline else None
     lib = lower_is_better(metric)
     means = {m: float(s.mean(skipna=False)) if len(s) else math.nan for m, s in series.items()}
@@ -91,19 +118,24 @@ def cell_rows(g: Group, cell: pd.DataFrame, models: list[str], sc: str, metric: 
     return rows
 
 
-def summary_table(values: pd.DataFrame, groups: list[Group], metrics: list[str], alpha: float) -> pd.DataFrame:
-    """The long table: per group, scenario (the baseline's first), metric and model (baseline first)."""
+def summary_table(values: pd.DataFrame, groups: list[Group], metrics: list[str], alpha: float,
+                  extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The long table: per group, scenario (the baseline's first), metric and model (baseline first);
+    ``extra``: the further baselines' names (``*_vs_<b>`` columns, see :func:`table_columns`)."""
     rows = []
     for g in groups:
         gv = values[values["group"] == g.name]
         models = list(dict.fromkeys(gv["model"]))
-        models = ([g.baseline] if g.baseline else []) + sorted(m for m in models if m != g.baseline)
+        first = [g.baseline, *g.extra_baselines.values()]
+        first = [m for m in dict.fromkeys(first) if m and m in models]  # the baselines first, in order
+        models = first + sorted(m for m in models if m not in first)
         scenarios = list(dict.fromkeys([*gv.loc[gv["model"] == g.baseline, "scenario"], *gv["scenario"]]))
         for sc in scenarios:
             for metric in metrics:
                 cell = gv[(gv["scenario"] == sc) & (gv["metric"] == metric)]
                 rows += cell_rows(g, cell, models, sc, metric, alpha)
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    for c in ("mean", "std", "gain", "p_value", "p_wilcoxon"):
+    table = pd.DataFrame(rows, columns=table_columns(extra))
+    for c in ("mean", "std", "gain", "p_value", "p_wilcoxon", *(vs_column(f, b) for b in extra
+                                                               for f in ("gain", "p_value"))):
         table[c] = table[c].astype(float)
     return table

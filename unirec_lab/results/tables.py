@@ -11,7 +11,10 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import pandas as pd
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+
 
 NAN = float("nan")
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -241,7 +241,8 @@ def current_version(root: Path | str) -> str:
     try:
         name = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ArtifactError(f"{path}: not found (is {root} an artifact made by unirec-export?)") from None
+        raise ArtifactError(f"{root}: not an artifact (no {CURRENT_FILE} file; expected an artifact root made by "
+                            "unirec-export)") from None
     if not _VERSION.match(name):
         raise ArtifactError(f"{path}: holds {name[:40]!r}, expected a version name like 'v0001'")
     return name

@@ -29,6 +29,7 @@ from unirec_lab.data.batching import Batch, TensorBatches
 from unirec_lab.data.datamodule import interaction_tensors
 from unirec_lab.engine.module import NonFiniteLossError, RecLitModule
 from unirec_lab.features import FeatureSpace
+from unirec_lab.models.embedding import FeatureEmbedding
 
 EVENT_COLUMNS = ("scenario", "user", "item", "label", "ts")
 # id tables by attribute name (FeatureEmbedding: user_id / item_id; MF: user / item and their biases) and the
@@ -114,19 +115,24 @@ def grow_space(space: FeatureSpace, new_users: Mapping[str, int], new_items: Map
         **{k: pad(getattr(space, k), add[e]) for k, e in ROW_FIELDS.items()})
 
 
-def _grown_table(emb: nn.Embedding, rows: int, init: str, generator: torch.Generator) -> nn.Embedding:
-    """``emb`` with ``rows`` rows: the old rows copied exactly, the new ones from the trained rows' mean."""
-    old = emb.weight.detach()
-    out = nn.Embedding(rows, emb.embedding_dim, padding_idx=emb.padding_idx, sparse=emb.sparse,
-                       device=old.device, dtype=old.dtype)
+def _new_rows(old: torch.Tensor, rows: int, init: str, generator: torch.Generator) -> torch.Tensor:
+    """``rows - len(old)`` rows for new ids from the trained rows' mean (``normal``: plus their spread)."""
     trained = old[1:] if len(old) > 1 else old
     mean = trained.mean(0, keepdim=True)
     new = mean.expand(rows - len(old), -1).clone()
     if init == "normal":
         std = trained.std(0, keepdim=True) if len(trained) > 1 else torch.zeros_like(mean)
         new += std * torch.randn(new.shape, generator=generator, dtype=new.dtype).to(new.device)
+    return new
+
+
+def _grown_table(emb: nn.Embedding, rows: int, init: str, generator: torch.Generator) -> nn.Embedding:
+    """``emb`` with ``rows`` rows: the old rows copied exactly, the new ones from the trained rows' mean."""
+    old = emb.weight.detach()
+    out = nn.Embedding(rows, emb.embedding_dim, padding_idx=emb.padding_idx, sparse=emb.sparse,
+                       device=old.device, dtype=old.dtype)
     with torch.no_grad():
-        out.weight.copy_(torch.cat([old, new]))
+        out.weight.copy_(torch.cat([old, _new_rows(old, rows, init, generator)]))
     return out
 
 
@@ -142,6 +148,12 @@ def grow(model: nn.Module, space: FeatureSpace, new_users: Mapping[str, int], ne
     done = {"user": 0, "item": 0}
     g = torch.Generator().manual_seed(seed)
     for module in list(model.modules()):
+        if isinstance(module, FeatureEmbedding):  # the fused table: its user / item id row ranges grow
+            for entity in ("user", "item"):
+                if module.num_rows(entity) == old[entity]:
+                    if new[entity] > old[entity]:
+                        module.grow_ids(entity, new[entity], lambda w, n: _new_rows(w, n, init, g))
+                    done[entity] += 1
         for name, child in list(module.named_children()):
             entity = "user" if name in USER_TABLES else "item" if name in ITEM_TABLES else None
             if entity and isinstance(child, nn.Embedding) and child.num_embeddings == old[entity]:
@@ -290,6 +302,10 @@ def compact(model: nn.Module, space: FeatureSpace) -> FeatureSpace:
         perms[entity] = torch.from_numpy(np.concatenate(
             [[0], *(to_global(s, np.arange(have[s])) for s in space.scenarios)]).astype(np.int64))
     for module in list(model.modules()):
+        if isinstance(module, FeatureEmbedding):
+            for entity in ("user", "item"):
+                if module.num_rows(entity) == len(perms[entity]):
+                    module.permute_ids(entity, perms[entity])
         for name, child in list(module.named_children()):
             entity = "user" if name in USER_TABLES else "item" if name in ITEM_TABLES else None
             if entity and isinstance(child, nn.Embedding) and child.num_embeddings == len(perms[entity]):

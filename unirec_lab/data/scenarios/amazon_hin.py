@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -26,6 +25,9 @@ from unirec_lab.data.scenarios.fields import list_column, multi_field
 from unirec_lab.data.scenarios.interactions import make_spec, rated_interactions
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def item_side(path: Path, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

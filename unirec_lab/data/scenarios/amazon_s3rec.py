@@ -13,7 +13,8 @@ Protocol (S3-Rec / SASRec style):
 - val/test: the positive + ``eval_negatives`` distinct sampled items the user never interacted with (seeded, so
   fixed across runs), all with the positive's ts, forming one ``group`` per (user, split): grouped metrics give
   the 1-vs-99 ranking protocol. ``group = 3 * user + split level`` (train rows are grouped per user too).
-- item field ``attributes``: multi-valued, private namespace, first ``max_attributes`` ids of the item.
+- item field ``attributes``: multi-valued, private namespace, first ``max_attributes`` ids of the item;
+- ``max_users``: keep the users of the first ``max_users`` lines only (a seeded slice for smoke tests).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -31,6 +31,9 @@ from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.negatives import sample_negatives
 from unirec_lab.data.scenarios.raw import RawDataError, parse_int_list, read_json, read_lines
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 DATASETS = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games")
 
@@ -79,14 +82,19 @@ class AmazonS3RecScenario(RawScenarioSource):
     loader_version = 1
 
     def __init__(self, name: str, raw_dir: str | Path, category: str = "Beauty", train_negatives: int = 1,
-                 eval_negatives: int = 99, max_attributes: int = 10, seed: int = 0) -> None:
+                 eval_negatives: int = 99, max_attributes: int = 10, seed: int = 0,
+                 max_users: int | None = None) -> None:
         if category not in DATASETS:
             raise ValueError(f"scenario {name!r}: category={category!r}, expected one of {DATASETS}")
         if train_negatives < 0 or eval_negatives < 1:
             raise ValueError(f"scenario {name!r}: need train_negatives >= 0 and eval_negatives >= 1")
-        super().__init__(name, raw_dir, dict(category=category, train_negatives=train_negatives,
-                                             eval_negatives=eval_negatives, max_attributes=max_attributes,
-                                             seed=seed))
+        if max_users is not None and (isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1):
+            raise ValueError(f"scenario {name!r}: max_users={max_users!r}, expected a positive integer or null")
+        params = dict(category=category, train_negatives=train_negatives, eval_negatives=eval_negatives,
+                      max_attributes=max_attributes, seed=seed)
+        if max_users is not None:  # only when set: the full data's bundle fingerprint stays as it was
+            params["max_users"] = max_users
+        super().__init__(name, raw_dir, params)
 
     def raw_files(self) -> list[str]:
         c = self.params["category"]
@@ -96,6 +104,9 @@ class AmazonS3RecScenario(RawScenarioSource):
         p = self.params
         seq_file, attr_file = (self.raw.file(f) for f in self.raw_files())
         raw_user, raw_item, pos = read_sequences(seq_file)
+        if p.get("max_users"):
+            keep = np.isin(raw_user, pd.unique(raw_user)[: p["max_users"]])
+            raw_user, raw_item, pos = raw_user[keep], raw_item[keep], pos[keep]
         attrs = read_attributes(attr_file)
 
         user, user_ids = dense_ids(raw_user)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -32,6 +31,9 @@ from unirec_lab.data.scenarios.mind import _first_bad, line_of, read_tsv
 from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def read_dkn(path: Path) -> pd.DataFrame:

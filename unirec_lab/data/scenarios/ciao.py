@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -33,6 +32,9 @@ from unirec_lab.data.scenarios.interactions import make_spec, rated_interactions
 from unirec_lab.data.scenarios.raw import RawDataError, read_lines
 from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def load_mat(path: Path, var: str, ncols: int) -> np.ndarray:

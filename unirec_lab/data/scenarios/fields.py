@@ -12,9 +12,11 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.scenarios.ids import positions_in_user
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 DEFAULT_TEXT_BUCKETS = 1 << 17
 

@@ -7,7 +7,10 @@ numbered in sorted raw-id order so a prepare is a pure function of the raw files
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def dense_ids(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.scenarios.ids import dense_ids
 from unirec_lab.data.scenarios.splits import per_user_chrono_split, split_names, temporal_split
 from unirec_lab.data.schema import FeatureSpec, FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def make_spec(name: str, num_users: int, num_items: int, user_fields: list[FieldSpec],

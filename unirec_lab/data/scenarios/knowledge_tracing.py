@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -38,6 +37,9 @@ from unirec_lab.data.scenarios.raw import RawDataError, parse_int_array, read_js
 from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def parse_kt_file(path: Path, columns: tuple[str, ...], header: str) -> tuple[pd.DataFrame, list[int]]:

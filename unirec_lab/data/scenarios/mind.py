@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -39,6 +37,10 @@ from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, utf8_error
 from unirec_lab.data.scenarios.text_embedding import optional_encoder, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
 
 _NEWS_ID = r"N\d+"
 

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -49,6 +47,10 @@ from unirec_lab.data.scenarios.raw import RawDataError
 from unirec_lab.data.scenarios.text_embedding import join_columns, text_embedding_field, text_fingerprint
 from unirec_lab.data.schema import FieldSpec
 from unirec_lab.data.text_encoder import EncoderSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
 
 _NEWS_ID = r"news_\d+"
 NEWS_COLUMNS = ["news", "title", "abstract", "title_entities", "abstract_entities", "category", "sentiment",

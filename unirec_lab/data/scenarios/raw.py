@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.schema import BundleError
+from unirec_lab.utils.lazy import lazy_import
 from unirec_lab.utils.manifest import file_sha256
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 MANIFEST = "MANIFEST.tsv"
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

@@ -7,11 +7,13 @@ time are broken by row order everywhere, so a split is a pure function of the fi
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.scenarios.ids import positions_in_user
 from unirec_lab.features import SPLITS
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
 
 PROTOCOLS = ("leave_one_out", "user_chrono", "temporal", "random")
 

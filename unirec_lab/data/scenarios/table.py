@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import stamp_provenance
@@ -51,6 +50,9 @@ from unirec_lab.data.scenarios.table_io import (
 )
 from unirec_lab.data.scenarios.table_slices import check_slice, scale_dense, slice_mask
 from unirec_lab.features import SPLITS
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 COLUMN_KEYS = ("user", "item", "timestamp", "rating", "label", "group")
 LABEL_RULES = ("implicit", "threshold", "column")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.scenarios.fields import (
     DEFAULT_TEXT_BUCKETS,
@@ -39,6 +38,9 @@ from unirec_lab.data.scenarios.table_io import (
     require_columns,
 )
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 KINDS = ("categorical", "multi", "text", "dense")
 FIELD_KEYS = ("column", "name", "kind", "sep", "max_len", "namespace", "buckets", "scale")

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.scenarios.raw import RawDataError, sha256_file
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 FORMATS = ("csv", "tsv", "parquet")
 FILE_KEYS = ("path", "format", "sep", "header", "names", "encoding", "sha256")

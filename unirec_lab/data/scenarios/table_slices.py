@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.scenarios.table_io import TableScenarioError, check_keys, read_table, require_columns
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 SLICE_KEYS = ("table", "column", "values")
 SLICE_TABLES = ("interactions", "users", "items")

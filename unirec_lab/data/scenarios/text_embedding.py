@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from unirec_lab.data.schema import FieldSpec
 from unirec_lab.data.text_encoder import EncoderSpec, TextEncoderError, encode_texts
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
+pa = lazy_import("pyarrow")
 
 TEXT_NAMESPACE = "shared:text"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from unirec_lab.data.prepare import BuiltBundle
 from unirec_lab.data.scenarios.base import RawScenarioSource
@@ -31,6 +30,9 @@ from unirec_lab.data.scenarios.interactions import interactions_frame, make_spec
 from unirec_lab.data.scenarios.raw import RawDataError, data_line, read_int_table
 from unirec_lab.data.scenarios.splits import per_user_chrono_split
 from unirec_lab.data.schema import FieldSpec
+from unirec_lab.utils.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: a cached job never needs it
 
 
 def _remap(raw: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unirec_lab.features import FeatureSpace, Slot
 from unirec_lab.models.backbones.shared import PairFeatures
-from unirec_lab.models.embedding import FeatureEmbedding, _safe
+from unirec_lab.models.embedding import FeatureEmbedding
 
 Batch = dict[str, torch.Tensor]
 
@@ -44,6 +43,34 @@ def trunk_layers(in_dim: int, dims: Sequence[int], dropout: float, batch_norm: b
             layers.append(nn.Dropout(dropout))
         d = h
     return nn.Sequential(*layers)
+
+
+def run_trunk(trunk: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``trunk(x)``; in eval mode each ``Linear -> BatchNorm`` pair is one ``addmm`` with the BatchNorm's running
+    statistics folded into the weights (the same affine map, up to float rounding) and ReLU runs in place:
+    evaluation skips a pass and a copy of ``[rows, hidden]`` per layer."""
+    if trunk.training:
+        return trunk(x)
+    layers, i = list(trunk), 0
+    while i < len(layers):
+        m = layers[i]
+        bn = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(m, nn.Linear) and isinstance(bn, nn.BatchNorm1d) and bn.running_var is not None:
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            bias = ((m.bias if m.bias is not None else 0.0) - bn.running_mean) * scale
+            if bn.bias is not None:
+                bias = bias + bn.bias
+            x = torch.addmm(bias, x, (m.weight * scale.unsqueeze(1)).T)
+            i += 2
+        elif isinstance(m, nn.ReLU):
+            x = torch.relu(x) if x.requires_grad else torch.relu_(x)
+            i += 1
+        else:
+            x = m(x)
+            i += 1
+    return x
 
 
 class FieldPairs(PairFeatures):
@@ -97,40 +124,58 @@ class FieldsBackbone(nn.Module):
         t = values if values is not None else torch.zeros(rows, 0)
         self.register_buffer(name, t.float().clone(), persistent=False)
 
-    def _side(self, ids: torch.Tensor, id_table: nn.Embedding, feats: torch.Tensor, slots: list[Slot],
-              dense: torch.Tensor) -> torch.Tensor:
-        """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros)."""
-        rows = feats[ids]
-        parts = [id_table(ids)]
-        for s in slots:
-            table = self.embedding.tables[_safe(s.table)]
-            if s.kind == "categorical":
-                parts.append(table(rows[:, s.start]))
-            elif s.width == 1:  # a bag of at most one value is a plain lookup (same value, faster backward)
-                parts.append(F.embedding(rows[:, s.start], table.weight, padding_idx=0, sparse=self.embedding.sparse))
-            else:
-                parts.append(table(rows[:, s.start:s.start + s.width]))
-        parts.append(dense[ids])
-        return torch.cat(parts, dim=-1)
+    def _side(self, side: str, ids: torch.Tensor, block: torch.Tensor | None = None,
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, width]``: the id vector, each slot's vector, the dense values (padding id 0 -> zeros). The id
+        and every single-valued slot come from one gather of the fused table (``block``, when the caller
+        gathered it with the other side's); multi-valued bags are pooled."""
+        e, shape = self.embedding, ids.shape
+        ids = ids.reshape(-1)
+        if rows is None:
+            rows = getattr(e, f"{side}_features").index_select(0, ids)
+        if block is None:
+            block = e.single_fields(side, ids, rows, mode="cat")  # [N, 1 + single slots, d], in slot order
+        slots = self.user_slots if side == "user" else self.item_slots
+        bags = [s for s in slots if s.kind != "categorical" and s.width > 1]
+        if not bags:
+            parts = [block.reshape(len(ids), -1)]
+        else:
+            parts, j = [block[:, 0]], 1
+            for s in slots:
+                if s in bags:
+                    parts.append(e.table(s.table)(rows[:, s.start:s.start + s.width]))
+                else:
+                    parts.append(block[:, j])
+                    j += 1
+        parts.append(getattr(self, f"{side}_dense").index_select(0, ids))
+        out = torch.cat(parts, dim=-1)
+        return out.reshape(*shape, out.shape[-1])
 
     def user_vectors(self, ids: torch.Tensor) -> torch.Tensor:
-        e = self.embedding
-        return self._side(ids, e.user_id, e.user_features, self.user_slots, self.user_dense)
+        return self._side("user", ids)
 
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._side("item", ids)
+
+    def _both(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sides of ``[N]`` rows with ONE gather of the fused table (one embedding backward per step)."""
         e = self.embedding
-        return self._side(ids, e.item_id, e.item_features, self.item_slots, self.item_dense)
+        fu, fi = e.user_features.index_select(0, users), e.item_features.index_select(0, items)
+        ru, ri = e.single_rows("user", users, fu, mode="cat"), e.single_rows("item", items, fi, mode="cat")
+        block = e.lookup(torch.cat([ru, ri], 1))
+        k = ru.shape[1]
+        return self._side("user", users, block[:, :k], fu), self._side("item", items, block[:, k:], fi)
 
     def _outputs(self, user: torch.Tensor, item: torch.Tensor, scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = [user, item]
         if self.scenario_embedding is not None:
             parts.append(self.scenario_embedding(scenario))
-        h = self.trunk(torch.cat(parts, dim=-1))
+        h = run_trunk(self.trunk, torch.cat(parts, dim=-1))
         d = self.embedding_dim
         return {"h": h, "user": user, "item": item, "dot": (user[:, :d] * item[:, :d]).sum(-1)}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self._outputs(self.user_vectors(batch["user"]), self.item_vectors(batch["item"]), batch["scenario"])
+        return self._outputs(*self._both(batch["user"], batch["item"]), batch["scenario"])
 
     # -- catalogue scoring: user side once per user row, item side once per catalogue --------------------------
     def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:

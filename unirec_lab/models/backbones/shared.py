@@ -223,17 +223,28 @@ class SharedBackbone(nn.Module):
                     user["history"].index_select(0, rep), user["history_mask"].index_select(0, rep), its)
             return PairFeatures(self._interact(u, its, user["scenario"].index_select(0, rep)), b, c)
         u = user["user"]
+        a, bias = self.fold_first_layer(user)
         d = self.embedding_dim
+        h = torch.baddbmm(bias.unsqueeze(1), it.expand(b, c, d), a.transpose(1, 2)).reshape(b * c, -1)  # [bC, H]
+        for layer in self.trunk[1:]:  # the rest of the trunk; ReLU in place on these fresh tensors
+            h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
+        return PairFeatures({"h": h}, b, c, user=u, item=it)
+
+    def fold_first_layer(self, user: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A [b, H, d], c [b, H])`` with the first trunk layer's output ``= A_u i + c_u`` for item vector
+        ``i`` (a target-independent user state with a linear first trunk layer; :meth:`pair_features`)."""
+        u, d, first = user["user"], self.embedding_dim, self.trunk[0]
         w = first.weight
         # z = W_u u + W_i i + W_ui (u*i) + w_dot <u,i> (+ W_s e_s) + bias = A_u i + c_u
         a = w[:, d:2 * d] + (w[:, 2 * d:3 * d] + w[:, 3 * d:3 * d + 1]) * u.unsqueeze(1)  # [b, H, d]
         bias = u @ w[:, :d].T + first.bias
         if self.scenario_embedding is not None:
             bias = bias + self.scenario_embedding(user["scenario"]) @ w[:, 3 * d + 1:].T
-        h = torch.baddbmm(bias.unsqueeze(1), it.expand(b, c, d), a.transpose(1, 2)).reshape(b * c, -1)  # [bC, H]
-        for layer in self.trunk[1:]:  # the rest of the trunk; ReLU in place on these fresh tensors
-            h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
-        return PairFeatures({"h": h}, b, c, user=u, item=it)
+        return a, bias
+
+    def trunk_chain(self) -> list[nn.Module] | None:
+        """The trunk after its first layer when :meth:`fold_first_layer` applies, else ``None``."""
+        return list(self.trunk[1:]) if len(self.trunk) and isinstance(self.trunk[0], nn.Linear) else None
 
     def describe(self) -> str:
         enc = type(self.history_encoder).__name__

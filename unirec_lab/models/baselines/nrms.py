@@ -1,7 +1,8 @@
 """NRMS (Wu et al. 2019) as a content-based news baseline: ``logit = <user, candidate>``.
 
 candidate = the article's item vector (the shared ``shared:text`` projection of its frozen sentence embedding
-+ its other fields; no item id unless ``use_item_id``, so a never-seen article is scored from its content);
++ its other fields; an item id only with ``backbone.item_id_embedding`` (the one id switch of every model:
+``false`` scores a never-seen article from its content alone, as ``experiments/text_cold_start`` runs it);
 user = :class:`NRMSUserEncoder` over the clicked articles' vectors (no user id: NRMS models a user only by
 what they read). Trained pointwise by the shared LightningModule like every model here, not with NRMS's
 1 + K negative softmax.
@@ -25,17 +26,17 @@ class NRMS(nn.Module):
     """Dot product of an NRMS user vector and the candidate's content vector."""
 
     def __init__(self, space: FeatureSpace, embedding_dim: int = 64, num_heads: int = 4, attention_dim: int = 64,
-                 dropout: float = 0.2, use_item_id: bool = False, init_std: float = 0.02,
+                 dropout: float = 0.2, item_id_embedding: bool = False, init_std: float = 0.02,
                  sparse: bool = True) -> None:
         super().__init__()
-        if not space.item_slots and not space.text_slots and not use_item_id:
+        if not space.item_slots and not space.text_slots and not item_id_embedding:
             raise ValueError("nrms: the scenarios have no item fields (no text, no tokens); set "
-                             "model.builder.use_item_id=true or add item fields")
+                             "backbone.item_id_embedding=true or add item fields")
         self.embedding = FeatureEmbedding(space, embedding_dim, init_std=init_std, use_user_id=False,
-                                          use_item_id=use_item_id, sparse=sparse)
+                                          use_item_id=item_id_embedding, sparse=sparse)
         self.user_encoder = NRMSUserEncoder(embedding_dim, num_heads, attention_dim, dropout)
         self.description = (f"NRMS: <MHSA + additive attention over clicked articles, article vector> "
-                            f"(d={embedding_dim}, heads={num_heads}, item id {'on' if use_item_id else 'off'})")
+                            f"(d={embedding_dim}, heads={num_heads}, item id {'on' if item_id_embedding else 'off'})")
 
     def user_side(self, batch: Batch) -> dict[str, torch.Tensor]:
         hist_ids = batch["history"]
@@ -59,6 +60,7 @@ class NRMS(nn.Module):
 
 def build_nrms(space: FeatureSpace, backbone: Callable[..., nn.Module], head: Callable[..., nn.Module],
                embedding_dim: int = 64, num_heads: int = 4, attention_dim: int = 64, dropout: float = 0.2,
-               use_item_id: bool = False, init_std: float = 0.02, sparse: bool = True) -> NRMS:
-    """NRMS content model (the configured backbone and head are not used)."""
-    return NRMS(space, embedding_dim, num_heads, attention_dim, dropout, use_item_id, init_std, sparse)
+               item_id_embedding: bool = False, init_std: float = 0.02, sparse: bool = True) -> NRMS:
+    """NRMS content model (the configured backbone and head are not used; the config passes the backbone's
+    ``item_id_embedding`` and ``sparse_embeddings`` switches)."""
+    return NRMS(space, embedding_dim, num_heads, attention_dim, dropout, item_id_embedding, init_std, sparse)

@@ -15,11 +15,15 @@ The generated weights depend on the scenario only, so they are produced once per
 
 Differences from SWR's ``M2M`` (scenario_wise_rec/models/multi_domain/m2m.py):
 
-- no transformer: SWR runs ``nn.Transformer`` over the ``[B, D]`` embedding matrix as one *unbatched sequence*,
-  so every row attends over the other rows of its batch (an output depends on the batch it sits in). The
-  paper's transformer encodes the advertiser's behaviour sequence; here that is the backbone's history encoder
-  (``backbone=sasrec``), and the experts read the head input. This removes SWR's transformer parameters
-  (most of its count; see the model-zoo README);
+- the transformer: SWR runs ``nn.Transformer(d_model=D, nhead=4, 2 + 2 layers, feed-forward 16)`` on the
+  ``[B, D]`` embedding matrix as one *unbatched sequence* of ``B`` tokens, so every row attends over the other
+  rows of its batch (an output depends on the batch it sits in, and attention costs ``O(B^2)``). With
+  ``transformer_layers=[encoder, decoder]`` ours is the same module on each row as its own one-token sequence
+  (``src = tgt = x``): the same layers and parameter count at equal input width, no row sees another; with one
+  token, attention reduces to its value and output projections (query / key get no gradient), so the module
+  is a residual, layer-normed MLP stack. ``[]`` (the code default) leaves it out: the experts read the head
+  input. The paper's transformer encodes the advertiser's behaviour sequence; here that is the backbone's
+  history encoder (``backbone=sasrec``);
 - the task vector ``t`` is a learned vector (one task, CTR); SWR derives it from the scenario embedding
   through an MLP, which makes it a second scenario representation;
 - the weight generators ``G_a, G_t`` are linear maps of ``r_s``; SWR's are ``Linear -> BatchNorm ->
@@ -48,13 +52,17 @@ SLOPE = 0.01  # LeakyReLU's default negative slope
 class M2M(nn.Module):
     def __init__(self, space: FeatureSpace, in_dim: int, num_experts: int = 4, expert_dim: int = 16,
                  scenario_embedding_dim: int = 16, tower_dims: Sequence[int] = (64, 32), dropout: float = 0.0,
-                 extra_inputs: Sequence[str] = (), feature_dims: Mapping[str, int] | None = None) -> None:
+                 transformer_layers: Sequence[int] = (), transformer_ff: int = 16, transformer_heads: int = 1,
+                 transformer_dropout: float = 0.1, extra_inputs: Sequence[str] = (),
+                 feature_dims: Mapping[str, int] | None = None) -> None:
         super().__init__()
         if num_experts <= 0 or expert_dim <= 0 or scenario_embedding_dim <= 0:
             raise ValueError(f"num_experts={num_experts}, expert_dim={expert_dim}, scenario_embedding_dim="
                              f"{scenario_embedding_dim}: expected positive integers")
         self.num_scenarios = S = space.num_scenarios
         self.inputs = HeadInputs(in_dim, extra_inputs, feature_dims)
+        self.transformer = self._transformer(list(transformer_layers), transformer_ff, transformer_heads,
+                                             transformer_dropout)
         e = self.expert_dim = expert_dim
         self.experts = LinearBank(self.inputs.out_dim, e, num_experts)
         self.scenario_embedding = nn.Embedding(S, scenario_embedding_dim)  # N(0, 1): the generators' input
@@ -66,6 +74,25 @@ class M2M(nn.Module):
         self.gen_tower_w = nn.Linear(e, e * e)
         self.gen_tower_b = nn.Linear(e, e)
         self.tower = mlp(e, list(tower_dims), dropout, out_dim=1)
+
+    def _transformer(self, layers: list[int], ff: int, heads: int, dropout: float) -> nn.Transformer | None:
+        """SWR's ``nn.Transformer`` over the head input (``layers = [encoder, decoder]``), or None for ``[]``."""
+        if not layers:
+            return None
+        d = self.inputs.out_dim
+        if len(layers) != 2 or min(layers) <= 0 or ff <= 0 or heads <= 0 or d % heads:
+            raise ValueError(f"head.transformer_layers={layers}, transformer_ff={ff}, transformer_heads={heads}: "
+                             f"expected [encoder, decoder] positive layer counts, a positive feed-forward width "
+                             f"and a head count dividing the input width {d}")
+        return nn.Transformer(d_model=d, nhead=heads, num_encoder_layers=layers[0], num_decoder_layers=layers[1],
+                              dim_feedforward=ff, dropout=dropout, batch_first=True)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, D]``: the transformer on each row as a one-token sequence (identity without one)."""
+        if self.transformer is None:
+            return x
+        t = x.unsqueeze(1)
+        return self.transformer(t, t).squeeze(1)
 
     def meta_weights(self) -> dict[str, torch.Tensor]:
         """The generated weights of every scenario: ``attention_w [S, 2e, 2e]``, ``attention_b [S, 2e]``,
@@ -85,7 +112,7 @@ class M2M(nn.Module):
         return F.leaky_relu(m @ meta["tower_w"][s] + meta["tower_b"][s] + m, SLOPE)
 
     def forward(self, h: torch.Tensor, scenario: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        experts = F.leaky_relu(self.experts(self.inputs(h, feats)), SLOPE)  # [B, K, e]
+        experts = F.leaky_relu(self.experts(self.encode(self.inputs(h, feats))), SLOPE)  # [B, K, e]
         meta = self.meta_weights()
         o = ScenarioPartition(scenario, self.num_scenarios).map(lambda s, es: self._scenario(s, es, meta), experts)
         return self.tower(o).squeeze(-1)
@@ -94,5 +121,7 @@ class M2M(nn.Module):
         return stacked_params("scenario_embedding", {"weight": self.scenario_embedding.weight}, s)
 
     def describe(self) -> str:
-        return (f"M2M({self.experts.num} experts, meta attention + meta tower generated per scenario, "
+        tf = "" if self.transformer is None else (
+            f"transformer {len(self.transformer.encoder.layers)}+{len(self.transformer.decoder.layers)} layers, ")
+        return (f"M2M({tf}{self.experts.num} experts, meta attention + meta tower generated per scenario, "
                 f"{self.num_scenarios} scenarios)")

@@ -31,6 +31,11 @@ class MLPTowers(nn.Module):
         part = ScenarioPartition(scenario, self.num_scenarios)
         return part.map(lambda s, xs: self.towers[s](xs).squeeze(-1), x)
 
+    def tower_modules(self, s: int) -> list[nn.Module] | None:
+        """Scenario ``s``'s tower as a module list when the head is that tower alone (no extra inputs), for
+        catalogue scoring as one ReLU chain; ``None`` otherwise."""
+        return None if self.inputs.extra_inputs else list(self.towers[s])
+
     def scenario_parameters(self, s: int) -> ScenarioParams:
         return module_params(f"towers.{s}", self.towers[s])
 
