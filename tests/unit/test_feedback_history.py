@@ -180,3 +180,35 @@ def test_eval_chunk_cuts_val_test_histories_at_chunk_starts_only(tiny_dm):
     out, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": 2})
     last = out["test"]["history"][3]  # position 3 sees position 2 (its chunk's first row), nothing earlier
     assert (last[:-1] == 0).all() and last[-1] == tiny_dm.space.global_items("education", np.array([3]))[0]
+
+
+def test_eval_chunk_cached_derived_histories_equal_the_per_row_path(tiny_dm):
+    """The cached derived arrays (what a job trains and evaluates on) cut val/test histories exactly as the
+    per-row path does; without ``eval_chunk`` they are not cut, and the cache key tells the two apart."""
+    import pandas as pd
+
+    from unirec_lab.data.datamodule import interaction_tensors
+    from unirec_lab.data.derived import derive, derived_key
+
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({"user": rng.integers(0, 4, n), "item": rng.integers(0, 9, n),
+                       "label": rng.integers(0, 2, n).astype(float), "ts": rng.integers(0, 30, n),
+                       "split": rng.choice(["train", "val", "test"], n, p=[0.5, 0.25, 0.25])})
+    s_idx = tiny_dm.space.scenarios.index("education")
+    off = tiny_dm.space.item_offset["education"]
+    for chunk in (None, 3):
+        ref, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": chunk})
+        d = derive(df, 4, "all", chunk)
+        for split in ("train", "val", "test"):
+            rows = d.rows(split)
+            hist = np.asarray(d.hist_items)[np.asarray(d.hist_index)[rows]]
+            got = np.where(hist >= 0, hist + off + 1, 0)
+            np.testing.assert_array_equal(got, np.asarray(ref[split]["history"]), err_msg=f"{split} {chunk}")
+            act = np.asarray(d.hist_actions)[np.asarray(d.hist_index)[rows]]
+            np.testing.assert_array_equal(act, np.asarray(ref[split]["history_action"]))
+    cut = derive(df, 4, "all", 3)
+    full = derive(df, 4, "all", None)
+    assert not np.array_equal(cut.hist_items[cut.hist_index[cut.rows("test")]],
+                              full.hist_items[full.hist_index[full.rows("test")]])
+    assert derived_key(4, "all", 3) != derived_key(4, "all", None)

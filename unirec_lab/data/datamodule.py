@@ -201,8 +201,9 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             return
         for name, src in self.sources.items():
             bundle = prepare_bundle(src, self.cache_dir)
-            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len,
-                                                           self.history_settings[name]["feedback"]))
+            settings = self.history_settings[name]
+            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len, settings["feedback"],
+                                                           settings["eval_chunk"]))
 
     def setup(self, stage: str | None = None) -> None:
         if self.space is not None:
