@@ -131,11 +131,15 @@ def test_chunk_end_rows_cover_every_training_row_once():
 
 
 def test_history_settings_errors_are_one_line():
-    assert history_settings("edu", None) == {"feedback": "positives", "train_chunk": None}
+    assert history_settings("edu", None) == {"feedback": "positives", "train_chunk": None, "eval_chunk": None}
     with pytest.raises(ValueError, match=r"scenarios.edu.history.feedback='every', expected one of"):
         history_settings("edu", {"feedback": "every"})
     with pytest.raises(ValueError, match=r"scenarios.edu.history.train_chunk=0, expected a positive integer"):
         history_settings("edu", {"train_chunk": 0})
+    with pytest.raises(ValueError, match=r"scenarios.edu.history.eval_chunk='200', expected a positive integer"):
+        history_settings("edu", {"eval_chunk": "200", "feedback": "all"})
+    with pytest.raises(ValueError, match=r"scenarios.edu.history.eval_chunk=200 needs history.feedback: all, got 'posi"):
+        history_settings("edu", {"eval_chunk": 200})
     with pytest.raises(ValueError, match=r"scenarios.edu.history: unknown key\(s\) \['feedbak'\]"):
         history_settings("edu", {"feedbak": "all"})
 
@@ -147,3 +151,64 @@ def test_bad_history_setting_fails_the_config_check(cfg_factory):
     with pytest.raises(ConfigError, match=r"^scenarios.education.history.feedback='every', expected one of"):
         check_config(cfg)
     check_config(cfg_factory(["+scenarios.education.history.feedback=all"]))
+
+
+def test_chunk_positions_restart_every_chunk_per_user_in_time_order():
+    from unirec_lab.data.history import chunk_positions
+
+    user = np.array([1, 0, 0, 0, 1, 0, 0])
+    ts = np.array([0, 4, 0, 1, 1, 2, 3])  # user 0 in time order: rows 2, 3, 5, 6, 1
+    np.testing.assert_array_equal(chunk_positions(user, ts, 2), [0, 0, 0, 1, 1, 0, 1])
+
+
+def test_eval_chunk_cuts_val_test_histories_at_chunk_starts_only(tiny_dm):
+    """AKT's evaluation: a test row sees the earlier rows of its own chunk only; train histories are untouched."""
+    import pandas as pd
+
+    from unirec_lab.data.datamodule import interaction_tensors
+
+    n = 5
+    df = pd.DataFrame({"user": [0] * n + [1] * n, "item": list(range(1, n + 1)) * 2, "label": [1.0, 0.0] * n,
+                       "ts": list(range(n)) * 2, "split": ["test"] * n + ["train"] * n})
+    s_idx = tiny_dm.space.scenarios.index("education")
+    seen = {}
+    for chunk in (None, 2):
+        out, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": chunk})
+        seen[chunk] = {s: (out[s]["history"] > 0).sum(1).tolist() for s in ("train", "test")}
+    assert seen[None] == {"train": [0, 1, 2, 3, 4], "test": [0, 1, 2, 3, 4]}
+    assert seen[2] == {"train": [0, 1, 2, 3, 4], "test": [0, 1, 0, 1, 0]}  # positions 0..4 in chunks of 2
+    out, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": 2})
+    last = out["test"]["history"][3]  # position 3 sees position 2 (its chunk's first row), nothing earlier
+    assert (last[:-1] == 0).all() and last[-1] == tiny_dm.space.global_items("education", np.array([3]))[0]
+
+
+def test_eval_chunk_cached_derived_histories_equal_the_per_row_path(tiny_dm):
+    """The cached derived arrays (what a job trains and evaluates on) cut val/test histories exactly as the
+    per-row path does; without ``eval_chunk`` they are not cut, and the cache key tells the two apart."""
+    import pandas as pd
+
+    from unirec_lab.data.datamodule import interaction_tensors
+    from unirec_lab.data.derived import derive, derived_key
+
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({"user": rng.integers(0, 4, n), "item": rng.integers(0, 9, n),
+                       "label": rng.integers(0, 2, n).astype(float), "ts": rng.integers(0, 30, n),
+                       "split": rng.choice(["train", "val", "test"], n, p=[0.5, 0.25, 0.25])})
+    s_idx = tiny_dm.space.scenarios.index("education")
+    off = tiny_dm.space.item_offset["education"]
+    for chunk in (None, 3):
+        ref, _ = interaction_tensors(df, tiny_dm.space, s_idx, 4, 0, {"feedback": "all", "eval_chunk": chunk})
+        d = derive(df, 4, "all", chunk)
+        for split in ("train", "val", "test"):
+            rows = d.rows(split)
+            hist = np.asarray(d.hist_items)[np.asarray(d.hist_index)[rows]]
+            got = np.where(hist >= 0, hist + off + 1, 0)
+            np.testing.assert_array_equal(got, np.asarray(ref[split]["history"]), err_msg=f"{split} {chunk}")
+            act = np.asarray(d.hist_actions)[np.asarray(d.hist_index)[rows]]
+            np.testing.assert_array_equal(act, np.asarray(ref[split]["history_action"]))
+    cut = derive(df, 4, "all", 3)
+    full = derive(df, 4, "all", None)
+    assert not np.array_equal(cut.hist_items[cut.hist_index[cut.rows("test")]],
+                              full.hist_items[full.hist_index[full.rows("test")]])
+    assert derived_key(4, "all", 3) != derived_key(4, "all", None)

@@ -201,6 +201,21 @@ def test_assist2009_merge_skills_text_and_splits(tmp_path):
     assert by_user.tolist() == [{"train"}, {"train"}, {"val"}, {"test"}]
 
 
+def test_assist2009_item_column_skill_is_dkt_input(tmp_path):
+    """``item_column: skill``: each row's own skill is the item, so a multi-skill response's copies differ."""
+    write_dataset(tmp_path, "education/assist2009_pid", assist_files())
+    b = built_ok(Assist2009Scenario("education", tmp_path, split="fold", merge_multi_skill_rows=False,
+                                    item_column="skill"))
+    df = b.interactions
+    assert len(df) == 19 and b.spec.num_items == 3 and not b.spec.item_fields
+    first = df[df.user == 0].sort_values("ts")
+    assert first.item.tolist()[:3] == [0, 1, 2]  # problem 5 (skills 1, 2), problem 6 (skill 3): dense skills
+    default = built_ok(Assist2009Scenario("education", tmp_path, split="fold", merge_multi_skill_rows=False))
+    assert default.spec.num_items == 5 and default.interactions[default.interactions.user == 0].item.tolist()[:2] == [0, 0]
+    with pytest.raises(ValueError, match=r"item_column='correct', expected one of \['problem', 'skill'\]"):
+        Assist2009Scenario("education", tmp_path, item_column="correct")
+
+
 def test_assist2009_errors_name_the_line(tmp_path):
     files = assist_files()
     files["assist2009_pid_valid1.csv"] = kt_block(3, [7, 8, 9], [3, 3], [0, 1, 1])

@@ -53,8 +53,8 @@ def prepare_all(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, str]]:
             prepared = ensure_bundle(source, cache_dir, force=bool(cfg.force))
             path, cached = prepared.path, not prepared.built
             if cfg.get("history_len") is not None:  # what a cached job memory-maps instead of rebuilding
-                feedback = history_settings(str(key), cfg.scenarios[key].get("history"))["feedback"]
-                ensure_derived(path, int(cfg.history_len), feedback)
+                settings = history_settings(str(key), cfg.scenarios[key].get("history"))
+                ensure_derived(path, int(cfg.history_len), settings["feedback"], settings["eval_chunk"])
         except BundleError as e:
             errors[str(key)] = str(e)
             log.error("%s: %s", key, e)

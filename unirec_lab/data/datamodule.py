@@ -6,7 +6,9 @@ behaviour history padded to ``history_len`` (global item ids, 0 = padding) with 
 (``history_action``: 1 negative, 2 positive, 0 padding; which entries enter is the scenario's ``history.feedback``).
 A scenario's ``history.train_chunk: L`` trains on one row per chunk of ``L`` consecutive training rows of a user
 (the chunk's last row, plus the user's last), for sequence objectives that score every history position: each
-response is then trained on once, as knowledge tracing's chunked sequences do.
+response is then trained on once, as knowledge tracing's chunked sequences do. ``history.eval_chunk: C`` cuts
+the val/test rows' histories at chunks of ``C`` consecutive rows of a user (AKT's evaluation: each student split
+into chunks of 200, every chunk run from an empty state).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import torch
 from unirec_lab.data.batching import Batch, IndexedRows, TensorBatches, take_rows
 from unirec_lab.data.derived import BundleTables, Derived, ensure_derived, load_derived
 from unirec_lab.data.feature_space import build_feature_space
-from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, history_settings, pad_histories
+from unirec_lab.data.history import (
+    ACTION_POSITIVE,
+    build_feedback_histories,
+    chunk_positions,
+    history_settings,
+    pad_histories,
+)
 from unirec_lab.data.prepare import ScenarioSource, prepare_bundle
 from unirec_lab.data.schema import Bundle, check_stats_counts, read_bundle
 from unirec_lab.data.val_subset import budget_rows, check_budget, group_subset
@@ -74,6 +82,10 @@ def interaction_tensors(df: pd.DataFrame, space: FeatureSpace, s_idx: int, histo
         hist, action = build_feedback_histories(df["user"].to_numpy(), df["item"].to_numpy(),
                                                 df["label"].to_numpy(), df["ts"].to_numpy(), level, history_len,
                                                 settings["feedback"])
+    if settings["eval_chunk"] is not None:  # val/test rows: only the earlier entries of their own chunk
+        within = chunk_positions(df["user"].to_numpy(), df["ts"].to_numpy(), settings["eval_chunk"])
+        drop = (level != SPLIT_LEVEL["train"])[:, None] & (np.arange(history_len)[None, :] < history_len - within[:, None])
+        hist, action = np.where(drop, -1, hist), np.where(drop, 0, action).astype(np.int8)
     hist = np.where(hist >= 0, hist + space.item_offset[name] + 1, 0)
     raw_group = df["group"].to_numpy() if "group" in df.columns else df["user"].to_numpy()
     uniq, group = np.unique(raw_group, return_inverse=True)
@@ -189,8 +201,9 @@ class MultiScenarioDataModule(pl.LightningDataModule):
             return
         for name, src in self.sources.items():
             bundle = prepare_bundle(src, self.cache_dir)
-            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len,
-                                                           self.history_settings[name]["feedback"]))
+            settings = self.history_settings[name]
+            self._prepared[name] = (bundle, ensure_derived(bundle, self.history_len, settings["feedback"],
+                                                           settings["eval_chunk"]))
 
     def setup(self, stage: str | None = None) -> None:
         if self.space is not None:

@@ -23,9 +23,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from unirec_lab.data.history import ACTION_POSITIVE, build_feedback_histories, pad_histories, split_levels
+from unirec_lab.data.history import (
+    ACTION_POSITIVE,
+    build_feedback_histories,
+    chunk_positions,
+    pad_histories,
+    split_levels,
+)
 from unirec_lab.data.schema import FeatureSpec, FieldSpec, read_bundle
-from unirec_lab.features import SPLITS
+from unirec_lab.features import SPLIT_LEVEL, SPLITS
 from unirec_lab.utils.atomic import atomic_write_json, make_temp_dir, remove_stale
 from unirec_lab.utils.manifest import MANIFEST_FILE, manifest_problem, write_manifest
 from unirec_lab.utils.memory import ensure_fits, history_bytes
@@ -93,8 +99,8 @@ def _table_files(tables: dict[str, Columns]) -> dict[str, np.ndarray]:
     return files
 
 
-def derived_key(history_len: int, feedback: str) -> str:
-    return f"v{DERIVED_VERSION}-len{history_len}-{feedback}"
+def derived_key(history_len: int, feedback: str, eval_chunk: int | None = None) -> str:
+    return f"v{DERIVED_VERSION}-len{history_len}-{feedback}" + (f"-evalchunk{eval_chunk}" if eval_chunk else "")
 
 
 @dataclass(frozen=True)
@@ -123,9 +129,11 @@ class Derived:
         return slice(start, start + self.split_rows[i])
 
 
-def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
+def derive(inter: pd.DataFrame, history_len: int, feedback: str, eval_chunk: int | None = None) -> Derived:
     """The arrays of one interactions frame. Rows with the same user, ``ts`` and split see the same history (the
-    rule of :func:`~unirec_lab.data.history.build_feedback_histories`), so it is computed and kept once for them."""
+    rule of :func:`~unirec_lab.data.history.build_feedback_histories`), so it is computed and kept once for them.
+    ``eval_chunk``: val/test rows keep only the entries of their own chunk (``history.eval_chunk``), so each of
+    them gets its own cut copy of its history."""
     n = len(inter)
     user = inter["user"].to_numpy(np.int64)
     level = split_levels(inter["split"]).astype(np.int8)
@@ -145,6 +153,9 @@ def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
                     f"the behaviour histories ({len(first)} distinct (user, time, split) of {n} rows)")
         items, actions = build_feedback_histories(user, inter["item"].to_numpy(), inter["label"].to_numpy(),
                                                   ts_rank, level, history_len, feedback, query=first)
+    if eval_chunk is not None:
+        items, actions, index = cut_eval_histories(items, actions, index.reshape(-1), user, ts_rank, level,
+                                                   eval_chunk)
     order = np.argsort(level, kind="stable")  # train, val, test; bundle order within each
     counts = np.bincount(level, minlength=3)
     return Derived(user=user[order].astype(np.int32), item=inter["item"].to_numpy(np.int32)[order],
@@ -153,6 +164,22 @@ def derive(inter: pd.DataFrame, history_len: int, feedback: str) -> Derived:
                    hist_index=index.reshape(-1)[order].astype(np.int32),
                    train_ts_rank=ts_rank[order[:counts[0]]].astype(np.int32), hist_items=items.astype(np.int32),
                    hist_actions=actions, n_groups=len(uniq), split_rows=tuple(int(c) for c in counts[:3]))
+
+
+def cut_eval_histories(items: np.ndarray, actions: np.ndarray, index: np.ndarray, user: np.ndarray,
+                       ts: np.ndarray, level: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AKT's evaluation (``history.eval_chunk``): a val/test row sees only the earlier rows of its own chunk of
+    ``chunk`` consecutive rows of its user, so its entries before the chunk start are dropped (one cut copy per
+    evaluated row, appended to the history table; training rows keep their shared histories)."""
+    within = chunk_positions(user, ts, chunk)
+    ev = np.flatnonzero(level != SPLIT_LEVEL["train"])
+    width = items.shape[1]
+    drop = np.arange(width)[None, :] < width - within[ev][:, None]
+    cut_items = np.where(drop, -1, items[index[ev]])
+    cut_actions = np.where(drop, 0, actions[index[ev]]).astype(actions.dtype)
+    index = index.copy()
+    index[ev] = len(items) + np.arange(len(ev))
+    return np.concatenate([items, cut_items]), np.concatenate([actions, cut_actions]), index
 
 
 def _bundle_digest(bundle: Path) -> str | None:
@@ -164,7 +191,8 @@ def _bundle_digest(bundle: Path) -> str | None:
         return None
 
 
-def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str) -> str | None:
+def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str,
+                    eval_chunk: int | None = None) -> str | None:
     """``None`` when ``path`` holds the derived arrays of ``bundle``'s current bytes, else why not (one line)."""
     if not path.is_dir():
         return "missing"
@@ -173,7 +201,7 @@ def derived_problem(path: Path, bundle: Path, history_len: int, feedback: str) -
         return problem
     meta = json.loads((path / META).read_text(encoding="utf-8"))
     want = {"derived_version": DERIVED_VERSION, "history_len": history_len, "feedback": feedback,
-            "interactions_sha256": _bundle_digest(bundle)}
+            "eval_chunk": eval_chunk, "interactions_sha256": _bundle_digest(bundle)}
     for k, v in want.items():
         if meta.get(k) != v:
             return f"{META}: {k} = {meta.get(k)!r}, expected {v!r} (built from other bundle bytes or settings)"
@@ -191,26 +219,27 @@ def write_derived(out: Path, d: Derived, meta: dict[str, object]) -> None:
     write_manifest(out, (*(f"{a}.npy" for a in [*ARRAYS, *tables]), META))
 
 
-def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
+def ensure_derived(bundle: Path | str, history_len: int, feedback: str, eval_chunk: int | None = None) -> Path:
     """The directory of ``bundle``'s derived arrays for these settings, built and published first when absent,
     stale or corrupt. ``bundle``: a verified bundle (version dir or its symlink)."""
     real = Path(bundle).resolve()
-    final = real / "derived" / derived_key(history_len, feedback)
+    final = real / "derived" / derived_key(history_len, feedback, eval_chunk)
     for p in remove_stale(final.parent, STALE_SECONDS):
         log.info("removed stale %s", p)
-    reason = derived_problem(final, real, history_len, feedback)
+    reason = derived_problem(final, real, history_len, feedback, eval_chunk)
     if reason is None:
         return final
     if reason != "missing":
         log.warning("derived arrays %s failed their check (%s); rebuilding", final, reason)
     b = read_bundle(real)
-    d = derive(b.interactions, history_len, feedback)
+    d = derive(b.interactions, history_len, feedback, eval_chunk)
     d = replace(d, tables={"users": table_columns(b.users, "user", b.spec.user_fields),
                            "items": table_columns(b.items, "item", b.spec.item_fields)})
     tmp = make_temp_dir(final.parent, prefix=f".{final.name}.")
     try:
         write_derived(tmp, d, {"derived_version": DERIVED_VERSION, "history_len": history_len,
-                               "feedback": feedback, "interactions_sha256": _bundle_digest(real)})
+                               "feedback": feedback, "eval_chunk": eval_chunk,
+                               "interactions_sha256": _bundle_digest(real)})
         if final.exists():  # the failed one: moved aside (its readers keep their maps), removed by age
             try:
                 os.rename(final, final.parent / f".{final.name}.bad-{uuid.uuid4().hex[:8]}")
@@ -219,7 +248,7 @@ def ensure_derived(bundle: Path | str, history_len: int, feedback: str) -> Path:
         try:
             os.rename(tmp, final)
         except OSError:  # a concurrent builder published first: keep theirs if it is sound
-            if derived_problem(final, real, history_len, feedback) is not None:
+            if derived_problem(final, real, history_len, feedback, eval_chunk) is not None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

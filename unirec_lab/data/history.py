@@ -38,18 +38,40 @@ ACTION_NEGATIVE, ACTION_POSITIVE = 1, 2
 
 
 def history_settings(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A scenario's ``history`` node, checked: ``feedback`` (positives | all) and ``train_chunk`` (null | int)."""
+    """A scenario's ``history`` node, checked: ``feedback`` (positives | all), ``train_chunk`` and ``eval_chunk``
+    (null | int)."""
     value = dict(value or {})
-    unknown = sorted(set(value) - {"feedback", "train_chunk"})
+    unknown = sorted(set(value) - {"feedback", "train_chunk", "eval_chunk"})
     if unknown:
-        raise ValueError(f"scenarios.{name}.history: unknown key(s) {unknown}, expected feedback, train_chunk")
+        raise ValueError(f"scenarios.{name}.history: unknown key(s) {unknown}, expected feedback, train_chunk, "
+                         "eval_chunk")
     fb = value.get("feedback", "positives")
     if fb not in FEEDBACK_MODES:
         raise ValueError(f"scenarios.{name}.history.feedback={fb!r}, expected one of {list(FEEDBACK_MODES)}")
-    chunk = value.get("train_chunk")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"scenarios.{name}.history.train_chunk={chunk!r}, expected a positive integer or null")
-    return {"feedback": fb, "train_chunk": chunk}
+    out = {"feedback": fb}
+    for key in ("train_chunk", "eval_chunk"):
+        chunk = value.get(key)
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"scenarios.{name}.history.{key}={chunk!r}, expected a positive integer or null")
+        out[key] = chunk
+    if out["eval_chunk"] is not None and fb != "all":  # the cut counts rows, so every row must be an entry
+        raise ValueError(f"scenarios.{name}.history.eval_chunk={out['eval_chunk']} needs history.feedback: all, "
+                         f"got {fb!r}")
+    return out
+
+
+def chunk_positions(user: np.ndarray, ts: np.ndarray, chunk: int) -> np.ndarray:
+    """Each row's position within its chunk of ``chunk`` consecutive rows of its user in time order (0 = the
+    first row of a chunk). Knowledge-tracing protocols (AKT) cut every student into such chunks and run the model
+    on each from an empty state, so a row sees only the earlier rows of its own chunk."""
+    order = np.lexsort((np.arange(len(user)), ts, user))
+    u = user[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = u[1:] != u[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    out = np.empty(len(user), dtype=np.int64)
+    out[order] = (np.arange(len(order)) - start) % chunk
+    return out
 
 
 def build_histories(user: np.ndarray, item: np.ndarray, label: np.ndarray, ts: np.ndarray,

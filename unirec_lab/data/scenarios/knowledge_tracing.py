@@ -103,10 +103,19 @@ class KnowledgeTracingScenario(RawScenarioSource):
     def __init__(self, name: str, raw_dir: str | Path, split: str = "user_chrono", val_frac: float = 0.1,
                  test_frac: float = 0.1, min_user_rows: int = 3, max_skills: int = 4, max_text_len: int = 16,
                  text_buckets: int = DEFAULT_TEXT_BUCKETS, merge_multi_skill_rows: bool = True,
-                 text_encoder: dict[str, Any] | None = None, embedding_cache: str | None = None) -> None:
+                 text_encoder: dict[str, Any] | None = None, embedding_cache: str | None = None,
+                 item_column: str | None = None) -> None:
+        """``item_column``: which column is the item (default: the data set's, e.g. ``problem``); ``skill`` makes
+        every row's own skill the item, DKT's input (a multi-skill response's copies are then different items)."""
         if text_encoder is not None and not self.skill_names:
             raise ValueError(f"scenario {name!r} ({self.dataset}): text_encoder is set but this data set has no "
                              "skill names to encode")
+        if item_column is not None:
+            allowed_items = [c for c in self.columns if c != "correct"]
+            if item_column not in allowed_items:
+                raise ValueError(f"scenario {name!r} ({self.dataset}): item_column={item_column!r}, expected one of "
+                                 f"{allowed_items}")
+            self.item_column = item_column
         self.encoder = optional_encoder(text_encoder)  # None: no skill_vec field (the default bundle)
         self.embedding_cache = embedding_cache
         allowed = ("user_chrono", "fold") if self.fold_splits else ("user_chrono",)
@@ -115,7 +124,9 @@ class KnowledgeTracingScenario(RawScenarioSource):
         super().__init__(name, raw_dir, dict(split=split, val_frac=val_frac, test_frac=test_frac,
                                              min_user_rows=min_user_rows, max_skills=max_skills,
                                              max_text_len=max_text_len, text_buckets=text_buckets,
-                                             merge_multi_skill_rows=merge_multi_skill_rows))
+                                             merge_multi_skill_rows=merge_multi_skill_rows,
+                                             # only when set: bundles of the default item keep their fingerprint
+                                             **({} if item_column is None else {"item_column": item_column})))
 
     def raw_files(self) -> list[str]:
         return list(self.files) + ([self.skill_names] if self.skill_names else [])

@@ -6,7 +6,9 @@ trunk MLP whose output every scenario head reads. With ``scenario_feature=True``
 baseline) an embedding of the row's scenario index is concatenated to the trunk input as one more feature.
 With ``feedback_embedding=True`` a history entry is item ⊕ action: an embedding of the user's feedback on it
 (``history_action``: negative / positive) is summed with the item vector, so an encoder can tell a wrong answer
-or a skip from a correct answer or a click.
+or a skip from a correct answer or a click. ``feedback_cross=True`` adds a separate linear map of the item
+vector per feedback value (``W_action item``), as DKT's one-hot of (skill, correctness) does: a correct and a wrong
+answer to the same skill become unrelated inputs rather than one item vector shifted by one action vector.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class SharedBackbone(nn.Module):
                  embedding_dim: int = 32, trunk_dims: Sequence[int] = (128, 64), dropout: float = 0.0,
                  init_std: float = 0.02, scenario_feature: bool = False, sparse_embeddings: bool = True,
                  feedback_embedding: bool = False, user_id_embedding: bool = True,
-                 item_id_embedding: bool = True) -> None:
+                 item_id_embedding: bool = True, feedback_cross: bool = False) -> None:
         """``user_id_embedding`` / ``item_id_embedding`` off: users / items are their fields only (e.g. knowledge
         tracing on unseen students, where a student id can only memorise the training students)."""
         super().__init__()
@@ -70,6 +72,13 @@ class SharedBackbone(nn.Module):
             nn.init.normal_(self.action_embedding.weight, 0.0, init_std)
             with torch.no_grad():
                 self.action_embedding.weight[0].zero_()
+        self.action_maps: nn.Parameter | None = None
+        if feedback_cross:
+            if not feedback_embedding:
+                raise ValueError("backbone.feedback_cross=true needs backbone.feedback_embedding=true (the maps act "
+                                 "on item ⊕ feedback history entries)")
+            # [negative, positive] maps, zero at the start: training begins from the summed encoding
+            self.action_maps = nn.Parameter(torch.zeros(2, embedding_dim, embedding_dim))
         self.history_encoder = history_encoder(embedding_dim)
         self.scenario_embedding: nn.Embedding | None = None
         in_dim = 3 * embedding_dim + 1
@@ -91,7 +100,12 @@ class SharedBackbone(nn.Module):
 
     def with_actions(self, hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """History vectors ``[B, K, d]`` as item ⊕ action (unchanged without ``feedback_embedding``)."""
-        return hist if self.action_embedding is None else hist + self.action_embedding(actions)
+        if self.action_embedding is None:
+            return hist
+        out = hist + self.action_embedding(actions)
+        if self.action_maps is not None:  # padded entries have zero item vectors, so their map is zero too
+            out = out + torch.where((actions == 2).unsqueeze(-1), hist @ self.action_maps[1], hist @ self.action_maps[0])
+        return out
 
     def sequence_states(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Every history position's state (the encoder's ``sequence_outputs`` over item ⊕ action) with what the
