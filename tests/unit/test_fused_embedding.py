@@ -175,5 +175,8 @@ def test_a_steps_lookups_give_one_concatenated_gradient_equal_to_the_plain_looku
     twin.weight.grad = None
     _loss(twin).backward()
     torch.testing.assert_close(twin.weight.grad.to_dense(), dense.weight.grad)
+    twin.double().weight.grad = None  # a cast module opens a root of its new dtype
+    _loss(twin).backward()
+    torch.testing.assert_close(twin.weight.grad.to_dense().float(), dense.weight.grad)
     with torch.no_grad():  # evaluation still uses the plain lookups
         torch.testing.assert_close(emb.item_vectors(torch.arange(9)), dense.item_vectors(torch.arange(9)))

@@ -13,6 +13,11 @@ row; lookups send id 0 of every table to the fused row 0 (``padding_idx``), so p
 trained. All tables share ``dim``, so there is one group. The state dict keeps the per-table keys
 (``user_id.weight``, ``item_id.weight``, ``tables.<ns>.weight``): checkpoints, artifacts and fine-tuned
 models read and write the same files as with separate tables.
+
+One gradient per step. Autograd adds each further sparse gradient of a leaf by copying what it accumulated
+so far, so ~19 lookups of one weight cost 19 growing copies. Training lookups (sparse, grad enabled) instead
+hang off one root node (:class:`_Root`): each stashes its rows and row gradients, and the root's backward, which
+runs after all of them, returns ONE uncoalesced sparse gradient (a concatenation; ``LazyAdam`` coalesces it once).
 """
 
 from __future__ import annotations
@@ -184,9 +189,11 @@ class FeatureEmbedding(nn.Module):
         so every lookup of a step feeds the same root and its gradient is ONE sparse tensor, not pairwise adds
         (autograd adds each further sparse gradient of a leaf by copying everything accumulated so far)."""
         cache = self.__dict__.setdefault("_open_root", _RootCache())
-        if cache.root is None or cache.stash.done or cache.weight is not self.weight:
+        w = self.weight
+        if (cache.root is None or cache.stash.done or cache.weight is not w or cache.root.device != w.device
+                or cache.root.dtype != w.dtype):  # a new step, a rebuilt weight, or a module moved / cast
             cache.stash = _Stash()
-            cache.root, cache.weight = _Root.apply(self.weight, cache.stash), self.weight
+            cache.root, cache.weight = _Root.apply(w, cache.stash), w
         return cache.root, cache.stash
 
     def single_fields(self, side: str, ids: torch.Tensor, feats: torch.Tensor, mode: str = "sum") -> torch.Tensor:
