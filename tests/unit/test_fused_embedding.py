@@ -3,6 +3,8 @@ and state-dict keys are those of separate ``nn.Embedding`` / ``EmbeddingBag(mean
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -146,3 +148,35 @@ def test_grow_keeps_every_trained_row_and_the_layout():
     torch.testing.assert_close(emb.item_vectors(torch.tensor([1])),
                                sep["item_id"](torch.tensor([1])) + sep["tables.shared__item__genre"](fi[1:2, :3])
                                + sep["tables.shop__item__brand"](fi[1:2, 3]) + sep["tables.shop__item__tag"](fi[1:2, 4]))
+
+
+def _loss(emb: FeatureEmbedding) -> torch.Tensor:
+    w = torch.linspace(-1, 1, emb.dim)
+    return ((emb.user_vectors(torch.tensor([1, 2, 0, 2])) * w).sum()
+            + (emb.item_vectors(torch.tensor([[3, 3], [0, 4], [2, 5]])) ** 2).sum())
+
+
+def test_a_steps_lookups_give_one_concatenated_gradient_equal_to_the_plain_lookups():
+    sp = _space()
+    torch.manual_seed(5)
+    emb = FeatureEmbedding(sp, 4, init_std=0.5)
+    torch.manual_seed(5)
+    dense = FeatureEmbedding(sp, 4, init_std=0.5, sparse=False)  # F.embedding / embedding_bag, dense gradient
+    _loss(emb).backward()
+    _loss(dense).backward()
+    grad = emb.weight.grad
+    assert grad.is_sparse and not grad.is_coalesced()  # one concatenation, merged once by the optimizer
+    assert not (grad._indices() == 0).any()  # no entry for the padding row
+    torch.testing.assert_close(grad.to_dense(), dense.weight.grad)
+    # the next backward opens a new root: gradients accumulate as with plain lookups, copies start clean
+    _loss(emb).backward()
+    torch.testing.assert_close(emb.weight.grad.to_dense(), 2 * dense.weight.grad)
+    twin = copy.deepcopy(emb)
+    twin.weight.grad = None
+    _loss(twin).backward()
+    torch.testing.assert_close(twin.weight.grad.to_dense(), dense.weight.grad)
+    twin.double().weight.grad = None  # a cast module opens a root of its new dtype
+    _loss(twin).backward()
+    torch.testing.assert_close(twin.weight.grad.to_dense().float(), dense.weight.grad)
+    with torch.no_grad():  # evaluation still uses the plain lookups
+        torch.testing.assert_close(emb.item_vectors(torch.arange(9)), dense.item_vectors(torch.arange(9)))

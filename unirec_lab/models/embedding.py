@@ -13,6 +13,11 @@ row; lookups send id 0 of every table to the fused row 0 (``padding_idx``), so p
 trained. All tables share ``dim``, so there is one group. The state dict keeps the per-table keys
 (``user_id.weight``, ``item_id.weight``, ``tables.<ns>.weight``): checkpoints, artifacts and fine-tuned
 models read and write the same files as with separate tables.
+
+One gradient per step. Autograd adds each further sparse gradient of a leaf by copying what it accumulated
+so far, so ~19 lookups of one weight cost 19 growing copies. Training lookups (sparse, grad enabled) instead
+hang off one root node (:class:`_Root`): each stashes its rows and row gradients, and the root's backward, which
+runs after all of them, returns ONE uncoalesced sparse gradient (a concatenation; ``LazyAdam`` coalesces it once).
 """
 
 from __future__ import annotations
@@ -157,11 +162,39 @@ class FeatureEmbedding(nn.Module):
         return ids + start * (ids > 0)
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        if self._gathered():
+            root, stash = self._root()
+            return _Gather.apply(root, stash, self.weight.detach(), rows)
         return F.embedding(rows, self.weight, padding_idx=0, sparse=self.sparse)
 
     def bag(self, rows: torch.Tensor) -> torch.Tensor:
         """Mean over a row's non-padding entries (``[N, width]`` -> ``[N, dim]``), as ``EmbeddingBag(mean)``."""
+        if self._gathered():
+            flat = rows.reshape(-1)
+            entry = torch.nonzero(flat > 0, as_tuple=True)[0]  # only the non-padding entries are gathered
+            bag = torch.div(entry, rows.shape[1], rounding_mode="floor")
+            count = torch.zeros(len(rows), dtype=self.weight.dtype, device=rows.device).index_add_(
+                0, bag, torch.ones_like(bag, dtype=self.weight.dtype))
+            total = torch.zeros(len(rows), self.dim, dtype=self.weight.dtype, device=rows.device).index_add(
+                0, bag, self.lookup(flat.index_select(0, entry)))
+            return total / count.clamp_min(1.0).unsqueeze(1)
         return F.embedding_bag(rows, self.weight, mode="mean", padding_idx=0, sparse=self.sparse)
+
+    def _gathered(self) -> bool:
+        """Sparse training lookups go through one shared :class:`_Root` so that a step's gradient is built once."""
+        return self.sparse and self.weight.requires_grad and torch.is_grad_enabled()
+
+    def _root(self) -> tuple[torch.Tensor, _Stash]:
+        """The open root handle of the fused weight: one per backward pass (a new one after its backward ran),
+        so every lookup of a step feeds the same root and its gradient is ONE sparse tensor, not pairwise adds
+        (autograd adds each further sparse gradient of a leaf by copying everything accumulated so far)."""
+        cache = self.__dict__.setdefault("_open_root", _RootCache())
+        w = self.weight
+        if (cache.root is None or cache.stash.done or cache.weight is not w or cache.root.device != w.device
+                or cache.root.dtype != w.dtype):  # a new step, a rebuilt weight, or a module moved / cast
+            cache.stash = _Stash()
+            cache.root, cache.weight = _Root.apply(w, cache.stash), w
+        return cache.root, cache.stash
 
     def single_fields(self, side: str, ids: torch.Tensor, feats: torch.Tensor, mode: str = "sum") -> torch.Tensor:
         """``[N, k, dim]``: the id vector (if used) and every single-valued slot's vector (``mode`` "sum":
@@ -247,6 +280,66 @@ class FeatureEmbedding(nn.Module):
         if out is None:
             return torch.zeros(*ids.shape, self.dim, device=ids.device, dtype=self.weight.dtype)
         return out.reshape(*ids.shape, self.dim)
+
+
+class _RootCache:
+    """Holds the open root; copies and pickles of the module start without one (it is part of a graph)."""
+
+    def __init__(self) -> None:
+        self.root: torch.Tensor | None = None
+        self.stash: _Stash | None = None
+        self.weight: torch.Tensor | None = None
+
+    def __deepcopy__(self, memo: dict) -> _RootCache:
+        return _RootCache()
+
+    def __reduce__(self):
+        return (_RootCache, ())
+
+
+class _Stash:
+    """The (rows, row gradients) of one backward pass's lookups, consumed by :class:`_Root`'s backward."""
+
+    def __init__(self) -> None:
+        self.rows: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        self.done = False
+
+
+class _Root(torch.autograd.Function):
+    """Handle of the fused weight that every training lookup depends on; its backward runs after all of
+    theirs and turns their stashed row gradients into ONE uncoalesced sparse COO gradient of the weight."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, stash: _Stash) -> torch.Tensor:
+        ctx.stash, ctx.shape = stash, weight.shape
+        return weight.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _grad: torch.Tensor):
+        stash = ctx.stash
+        stash.done = True  # the next forward opens a new root
+        rows, grads = torch.cat(stash.rows), torch.cat(stash.grads)
+        stash.rows, stash.grads = [], []
+        keep = torch.nonzero(rows != 0, as_tuple=True)[0]  # no gradient to the padding row (as padding_idx)
+        grad = torch.sparse_coo_tensor(rows.index_select(0, keep).unsqueeze(0), grads.index_select(0, keep),
+                                       ctx.shape, check_invariants=False)
+        return grad, None
+
+
+class _Gather(torch.autograd.Function):
+    """``weight[rows]`` whose backward stashes (rows, row gradients) for the root instead of a sparse tensor."""
+
+    @staticmethod
+    def forward(ctx, root: torch.Tensor, stash: _Stash, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.rows, ctx.stash = rows, stash
+        return F.embedding(rows, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        ctx.stash.rows.append(ctx.rows.reshape(-1))
+        ctx.stash.grads.append(grad.reshape(-1, grad.shape[-1]))
+        return torch.zeros((), dtype=grad.dtype, device=grad.device), None, None, None
 
 
 def _split_state(module: FeatureEmbedding, state: dict, prefix: str, local_metadata: dict) -> None:
