@@ -149,7 +149,7 @@ class MultiScenarioDataModule(pl.LightningDataModule):
     """Loads the selected scenarios' bundles (preparing them on first use) and serves batches."""
 
     def __init__(self, scenarios: Mapping[str, Any], cache_dir: str | Path, batch_size: int = 1024,
-                 eval_batch_size: int = 8192, history_len: int = 20, mix_alpha: float = 1.0,
+                 eval_batch_size: int = 32768, history_len: int = 20, mix_alpha: float = 1.0,
                  shuffle_seed: int = 0, val_budget: float | None = None, val_subset_seed: int = 0,
                  length_buckets: int = 0) -> None:
         """``val_budget``: validate on whole groups of at most ``val_budget x`` each scenario's training rows
