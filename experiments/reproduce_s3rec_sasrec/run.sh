@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=${HERE:-experiments/reproduce_s3rec_sasrec}
-RUNS=${RUNS:-outputs/reproduce_s3rec_sasrec}
+RUNS=${RUNS:-${OUT:-outputs/reproduce_s3rec_sasrec}}   # OUT: the name the other experiment scripts use
 SEEDS=${SEEDS:-"1 2 3"}
 EXTRA=${EXTRA:-}
 MAX_TIME=${MAX_TIME:-"00:00:24:00"}
@@ -45,6 +45,6 @@ printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one "$0" "$1"' || { ec
 echo "all runs finished in $(( ($(date +%s) - start) / 60 )) min"
 
 unirec-report "$RUNS" --baseline sasrec --metrics hr@1,hr@5,ndcg@5,hr@10,ndcg@10,mrr --format md,csv --out "$HERE" \
-  --published "$HERE/published.yaml" \
+  --published experiments/reproduce_s3rec_sasrec/published.yaml \
   --title "SASRec on Amazon Beauty / Toys_and_Games, S3-Rec protocol (leave-one-out, 1 vs 99): published vs ours"
 if [ "${CHECK:-1}" != 0 ]; then python scripts/check_expected.py "$HERE"; fi
