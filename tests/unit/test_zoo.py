@@ -261,3 +261,13 @@ def test_unknown_head_extra_input_fails_at_build(dm, hydra_conf) -> None:
     with pytest.raises(ValueError, match="itme"):
         instantiate(cfg.model.builder)(space=dm.space, backbone=instantiate(cfg.backbone),
                                        head=instantiate(cfg.head))
+
+
+def test_a_key_the_class_does_not_take_is_one_config_error(dm, hydra_conf) -> None:
+    """model=sasrec sets its encoder's keys; with another backbone the user gets one line naming the key."""
+    from unirec_lab.engine.build import build_model
+    from unirec_lab.engine.config import ConfigError
+
+    cfg = hydra_conf("model=sasrec", "backbone=din")
+    with pytest.raises(ConfigError, match=r"unexpected keyword argument 'num_layers'.*set their own backbone"):
+        build_model(cfg, dm.space)

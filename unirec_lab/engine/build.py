@@ -31,7 +31,14 @@ def build_model(cfg: DictConfig, space: Any) -> torch.nn.Module:
     """The model the config wires (``model.builder``) over the data's feature space, after a memory check."""
     check_embedding_memory(cfg, space)
     builder = hydra.utils.instantiate(cfg.model.builder)
-    return builder(space=space, backbone=hydra.utils.instantiate(cfg.backbone), head=hydra.utils.instantiate(cfg.head))
+    try:
+        return builder(space=space, backbone=hydra.utils.instantiate(cfg.backbone),
+                       head=hydra.utils.instantiate(cfg.head))
+    except TypeError as e:  # a config key the class does not take: the user's overrides, not a bug in our code
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ConfigError(f"{e}: a key of model.builder / backbone / head that this class does not take (check "
+                          "the overrides; model=sasrec and model=unified_seq set their own backbone)") from None
 
 
 def build(cfg: DictConfig, keys: list[str] | None = None) -> tuple[Any, torch.nn.Module]:
