@@ -93,11 +93,39 @@ def swr_worker(data: Path, epochs: int, out: Path, model_name: str, patience: in
         t1 = time.perf_counter()
         _, dom_auc, logloss, auc = trainer.evaluate_multi_domain_loss(trainer.model, loaders["test"], 3)
         eval_s = time.perf_counter() - t1
+        ceiling = model_only_samples_per_s(trainer, loaders["train"])
     n_train, n_test = len(loaders["train"].dataset), len(loaders["test"].dataset)
     out.write_text(json.dumps({"train_samples_per_s": n_train * run / train_s, "eval_rows_per_s": n_test / eval_s,
                                "peak_mb": peak_mb(), "train_s": train_s, "eval_s": eval_s, "auc": auc,
                                "logloss": logloss, "domain_auc": dom_auc, "epochs_run": run,
-                               "best_epoch": best if patience else run - 1, "val_auc": val_auc}))
+                               "best_epoch": best if patience else run - 1, "val_auc": val_auc,
+                               "model_only_samples_per_s": ceiling}))
+
+
+def model_only_samples_per_s(trainer, loader, steps: int = 60) -> float:
+    """SWR's training step without its data loading: the same model, loss, ``backward`` and optimizer step as
+    ``CTRTrainer.train_one_epoch``, on ``steps`` batches collated beforehand. The most any trainer can get from
+    this model on this thread, whatever its data path: the ceiling of an "ours / SWR" training ratio at equal
+    model arithmetic."""
+    batches = []
+    for x, y in loader:
+        batches.append((x, y.float()))
+        if len(batches) == steps:
+            break
+    model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.criterion
+    model.train()
+    for x, y in batches[:5]:  # warm-up
+        loss = loss_fn(model(x), y)
+        model.zero_grad()
+        loss.backward()
+        opt.step()
+    t0 = time.perf_counter()
+    for x, y in batches:
+        loss = loss_fn(model(x), y)
+        model.zero_grad()
+        loss.backward()
+        opt.step()
+    return sum(len(y) for _, y in batches) / (time.perf_counter() - t0)
 
 
 def swr_model(md, name: str, arr, DenseFeature, SparseFeature):  # noqa: N803 (SWR's classes, passed in)
@@ -280,6 +308,12 @@ def main() -> int:
         if args.baseline:
             cells += f" {f.format(base[key])} | {base[key] / swr[key]:.2f}x |"
         print(cells)
+    ceiling = swr.get("model_only_samples_per_s")
+    if ceiling:
+        print(f"SWR's model alone (its forward, BCE, backward and Adam step on batches collated beforehand, no data "
+              f"loading): {ceiling:,.0f} samples/s = {ceiling / swr['train_samples_per_s']:.2f}x SWR's trainer: the "
+              f"most any trainer of this model gains over SWR's on this thread; ours = "
+              f"{us['train_samples_per_s'] / ceiling:.2f}x that ceiling")
     print("per-domain test AUC: ours " + " / ".join(f"{x:.4f}" for x in us["domain_auc"]) + "; SWR "
           + " / ".join(f"{x:.4f}" for x in swr["domain_auc"]))
     if swr.get("val_auc"):

@@ -160,3 +160,47 @@ def test_build_objectives_from_config(tiny_dm, cfg_factory):
     bad = cfg_factory(["objectives=next_response", "objectives.next_response.scenarios=[educaton]"])
     with pytest.raises(ConfigError, match=r"objectives.next_response.scenarios=\['educaton'\]: not among the selected"):
         build_objectives(bad, tiny_dm.space)
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "sasrec"])
+def test_shared_encoder_pass_gives_the_same_loss_and_gradients(tiny_dm, encoder):
+    """A training step with objectives runs the history encoder once (RecLitModule.loss): its loss and gradients
+    equal the pointwise loss and every objective computed with their own encoder passes (dropout 0)."""
+    model = _model(tiny_dm, encoder)
+    model.train()
+    batch = _batch(tiny_dm)
+    objs = [NextResponseObjective(tiny_dm.space, scenarios=["education"]), NextItemObjective(tiny_dm.space)]
+    module = RecLitModule(model, functools.partial(LazyAdam, lr=1e-2), tiny_dm.scenario_names, objectives=objs)
+    calls = []
+    hook = model.backbone.history_encoder.register_forward_hook(lambda *a: calls.append(1))
+    torch.manual_seed(3)
+    shared = module.loss(batch)[0]
+    shared.backward()
+    dense = lambda g: g.to_dense() if g.is_sparse else g  # noqa: E731  (sparse embedding grads: other layouts)
+    grads = {n: dense(p.grad).clone() for n, p in model.named_parameters() if p.grad is not None}
+    n_shared = len(calls)
+    model.zero_grad()
+    calls.clear()
+    torch.manual_seed(3)  # the same negatives
+    separate = module._loss(batch)[0]  # no shared pass: the pointwise forward and each objective encode again
+    separate.backward()
+    hook.remove()
+    assert n_shared == 0 and len(calls) >= 1  # shared: sequence_outputs only, never the encoder's forward
+    torch.testing.assert_close(shared, separate)
+    for n, p in model.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(grads[n], dense(p.grad), msg=n)
+
+
+def test_span_bucketed_sequence_outputs_equal_the_full_pass():
+    torch.manual_seed(0)
+    enc = CausalSelfAttention(8, max_len=12, dropout=0.0)
+    plain = CausalSelfAttention(8, max_len=12, dropout=0.0, bucket_by_span=False)
+    plain.load_state_dict(enc.state_dict())
+    span = torch.tensor([0, 1, 2, 3, 5, 8, 12, 12, 7])
+    mask = torch.arange(12).unsqueeze(0) >= (12 - span).unsqueeze(1)
+    hist = torch.randn(len(span), 12, 8) * mask.unsqueeze(-1)
+    got, want = enc.sequence_outputs(hist, mask), plain.sequence_outputs(hist, mask)
+    torch.testing.assert_close(got, want)
+    assert got[0].abs().sum() == 0 and got[1, :-1].abs().sum() == 0  # padding stays zero
+    torch.testing.assert_close(enc(hist, mask, None), got[:, -1])

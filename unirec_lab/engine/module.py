@@ -88,7 +88,16 @@ class RecLitModule(pl.LightningModule):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weighted training loss over the scenarios present in the batch, per-scenario BCE, row counts): the
-        objective of ``training_step``, also what the plain-loop benchmarks step on."""
+        objective of ``training_step``, also what the plain-loop benchmarks step on. With sequence objectives and
+        the pointwise loss, the history encoder runs once for both (the backbone's ``shared_sequence_pass``)."""
+        bb = getattr(self.model, "backbone", None)
+        if self.objectives and self.pointwise and hasattr(bb, "shared_sequence_pass") \
+                and hasattr(bb.history_encoder, "sequence_outputs"):
+            with bb.shared_sequence_pass(batch):
+                return self._loss(batch)
+        return self._loss(batch)
+
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.pointwise:
             per_s, counts = self.scenario_losses(self.model(batch), batch)
             w = self.loss_weights * (counts > 0)

@@ -108,12 +108,18 @@ class SequenceObjective(ABC):
         keep = self.rows(batch)
         if not bool(keep.any()):
             return batch["label"].new_zeros(())
-        sub = {k: v[keep] for k, v in batch.items()} if not bool(keep.all()) else batch
-        return self.weight * self.loss(model, sub)
+        everything = bool(keep.all())
+        sub = batch if everything else {k: v[keep] for k, v in batch.items()}
+        # the step's shared encoder pass (RecLitModule) covers the whole batch: take this objective's rows of it
+        seq = self.backbone(model).cached_sequence_states(batch)
+        if seq is not None and not everything:
+            seq = {k: v[keep] for k, v in seq.items()}
+        return self.weight * self.loss(model, sub, seq)
 
     @abstractmethod
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """The unweighted loss on ``batch`` (rows of this objective's scenarios only)."""
+    def loss(self, model: nn.Module, batch: Batch, seq: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The unweighted loss on ``batch`` (rows of this objective's scenarios only); ``seq``: the backbone's
+        ``sequence_states`` of exactly these rows when already computed (computed here otherwise)."""
 
 
 class NextItemObjective(SequenceObjective):
@@ -177,9 +183,9 @@ class NextItemObjective(SequenceObjective):
         w = (c[lo:lo + n].double() if c is not None else torch.zeros(n, dtype=torch.float64)) + 1.0
         return w / w.sum()
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Batch, seq: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         bb = self.backbone(model)
-        seq = bb.sequence_states(batch)
+        seq = bb.sequence_states(batch) if seq is None else seq
         emb = bb.embedding
         states = seq["states"]
         # targets: entry t + 1 (a positive), and the row's own item after the last position (a positive row)
@@ -217,12 +223,12 @@ class NextResponseObjective(SequenceObjective):
 
     name = "next_response"
 
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Batch, seq: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         bb = self.backbone(model)
         head = getattr(model, "head", None)
         if head is None:
             raise ValueError(f"objectives: next_response needs a model with scenario heads, got {type(model).__name__}")
-        seq = bb.sequence_states(batch)
+        seq = bb.sequence_states(batch) if seq is None else seq
         mask = seq["mask"]
         valid = mask[:, :-1] & mask[:, 1:]
         if not bool(valid.any()):

@@ -19,7 +19,8 @@ from torch import nn
 
 
 def by_history_span(hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None,
-                    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
+                    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
+                    sequence: bool = False) -> torch.Tensor:
     """``fn(hist, mask, target) -> [B, d]`` computed on rows grouped by history span, each group cut to its span.
 
     A row's *span* is ``K - (index of its first real position)``. Rows are bucketed by span (upper edges 1, 2,
@@ -27,6 +28,8 @@ def by_history_span(hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
     nothing; rows with an empty history get zeros without running ``fn``. Exact for any encoder whose output
     for a row does not change when leading all-padding positions are removed (target attention; the causal
     encoder with right-aligned positions). The loop is over buckets (at most ``log2 K + 2``), never rows.
+    ``sequence=True``: ``fn`` returns per-position states ``[n, edge, d]`` (zeros at padding), placed back at the
+    last ``edge`` positions of a ``[B, K, d]`` zero tensor.
     """
     B, K, d = hist.shape
     has = mask.any(1)
@@ -48,6 +51,12 @@ def by_history_span(hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
             vals_out.append(fn(hist.index_select(0, rows)[:, K - e:], mask.index_select(0, rows)[:, K - e:], t))
             rows_out.append(rows)
         start += n
+    if sequence:
+        out = hist.new_zeros(B, K, d)
+        if not rows_out:
+            return out
+        vals = torch.cat([F.pad(v, (0, 0, K - v.shape[1], 0)) for v in vals_out])
+        return out.index_copy(0, torch.cat(rows_out), vals)
     out = hist.new_zeros(B, d)
     if not rows_out:
         return out
@@ -213,6 +222,9 @@ class CausalSelfAttention(nn.Module):
 
     def sequence_outputs(self, hist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, K, d]``: the state after each position (zeros at padded positions)."""
+        if self.bucket_by_span and hist.shape[1] > 1:
+            return by_history_span(hist, mask, None, lambda h, m, _: self._encode(h, m, last_only=False),
+                                   sequence=True)
         return self._encode(hist, mask, last_only=False)
 
     def forward(self, hist: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ answer to the same skill become unrelated inputs rather than one item vector shi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -80,6 +81,7 @@ class SharedBackbone(nn.Module):
             # [negative, positive] maps, zero at the start: training begins from the summed encoding
             self.action_maps = nn.Parameter(torch.zeros(2, embedding_dim, embedding_dim))
         self.history_encoder = history_encoder(embedding_dim)
+        self._shared: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # shared_sequence_pass
         self.scenario_embedding: nn.Embedding | None = None
         in_dim = 3 * embedding_dim + 1
         if scenario_feature:
@@ -107,10 +109,30 @@ class SharedBackbone(nn.Module):
             out = out + torch.where((actions == 2).unsqueeze(-1), hist @ self.action_maps[1], hist @ self.action_maps[0])
         return out
 
+    @contextmanager
+    def shared_sequence_pass(self, batch: Batch) -> Iterator[None]:
+        """One encoder pass for a training step with sequence objectives: inside the block,
+        :meth:`sequence_states` of this ``batch`` (the same history tensor) is computed once and reused, and the
+        rows' own scores read the user state at its last position (equal to the encoder's ``forward``; tested)
+        instead of running the encoder again."""
+        self._shared = (batch["history"], self.sequence_states(batch))
+        try:
+            yield
+        finally:
+            self._shared = None
+
+    def cached_sequence_states(self, batch: Batch) -> dict[str, torch.Tensor] | None:
+        """:meth:`sequence_states` of ``batch`` when a :meth:`shared_sequence_pass` computed it, else ``None``."""
+        shared = getattr(self, "_shared", None)
+        return shared[1] if shared is not None and shared[0] is batch["history"] else None
+
     def sequence_states(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Every history position's state (the encoder's ``sequence_outputs`` over item ⊕ action) with what the
         sequence objectives need: ``states`` ``[B, K, d]`` (position ``t`` has seen entries ``<= t``),
         ``items`` (the entries' item vectors, no action), ``ids``, ``actions``, ``mask``, ``profile``."""
+        cached = self.cached_sequence_states(batch)
+        if cached is not None:
+            return cached
         enc = getattr(self.history_encoder, "sequence_outputs", None)
         if enc is None:
             raise ValueError(f"history encoder {type(self.history_encoder).__name__} has no per-position states; "
@@ -124,6 +146,11 @@ class SharedBackbone(nn.Module):
 
     def user_item(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         hist_ids = batch["history"]
+        seq = self.cached_sequence_states(batch)
+        if seq is not None:  # the step's one encoder pass (shared_sequence_pass)
+            states = seq["states"]
+            last = states[:, -1] if states.shape[1] else torch.zeros_like(seq["profile"])
+            return seq["profile"] + last, self.embedding.item_vectors(batch["item"])
         if not self.training and hist_ids.shape[0] > 1:
             return self._user_item_shared_history(batch)
         both = self.embedding.item_vectors(torch.cat([batch["item"].unsqueeze(1), hist_ids], dim=1))
