@@ -20,6 +20,16 @@ JOBS=${JOBS:-2}
 export WANDB_MODE=${WANDB_MODE:-offline} OMP_NUM_THREADS=1 EXTRA=${EXTRA:-} OUT
 want() { [[ " $ROWS " == *" $1 "* ]]; }
 read -r -a SEED_LIST <<< "${SEEDS//,/ }"
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: JOBS=$JOBS, expected a positive integer (jobs at once)" >&2; exit 2; }
+for s in "${SEED_LIST[@]}"; do
+  [[ $s =~ ^[0-9]+$ ]] || { echo "run.sh: SEEDS=$SEEDS, expected integers separated by commas, e.g. 1,2,3" >&2; exit 2; }
+done
+[[ ${#SEED_LIST[@]} -gt 0 ]] || { echo "run.sh: SEEDS is empty, expected e.g. 1,2,3,4,5" >&2; exit 2; }
+for r in $ROWS; do
+  case $r in models|unified_fb|star|one_ckpt|strongest|unified_seq) ;;
+    *) echo "run.sh: ROWS has '$r', expected some of: models unified_fb star one_ckpt strongest unified_seq" >&2; exit 2;;
+  esac
+done
 
 # one line per job: <run dir under OUT> <overrides>; longest first (CPU seconds of one seed, README "Cost")
 job_list() {
