@@ -12,7 +12,7 @@ from conftest import compose_cfg
 STRONGEST = {  # scenario -> (model builder, history encoder, objectives, history feedback)
     "ecommerce": ("build_sasrec", "CausalSelfAttention", ["next_item"], "positives"),
     "education": ("build_unified", "RecurrentEncoder", ["next_response"], "all"),
-    "social": ("build_unified", "CausalSelfAttention", ["next_response"], "all"),
+    "social": ("build_unified", "MeanPooling", [], "all"),  # TrustSVD-style: mean of item ⊕ liked / not liked
     "news": ("build_unified", "TargetAttention", [], "positives"),
 }
 
@@ -49,3 +49,15 @@ def test_unified_seq_row_objectives_and_feedback(tmp_path):
         want = "all" if s in ("education", "social") else "positives"
         assert (cfg.scenarios[s].get("history") or {}).get("feedback", "positives") == want
     assert cfg.selection.scope == "per_scenario"
+
+
+def test_unified_fb_row_differs_from_unified_only_in_its_histories(tmp_path):
+    unified = compose_cfg(tmp_path / "u", ["experiment=main_real", "model=unified"])
+    cfg = compose_cfg(tmp_path / "fb", ["experiment=main_unified_fb"])
+    assert cfg.model.name == "unified_fb" and cfg.backbone.feedback_embedding and not unified.backbone.feedback_embedding
+    assert cfg.backbone.history_encoder._target_ == unified.backbone.history_encoder._target_
+    assert cfg.selection.scope == "per_scenario" and not cfg.objectives
+    for s in unified.scenarios:
+        assert _plain(cfg.scenarios[s].source) == _plain(unified.scenarios[s].source)
+        want = "all" if s in ("education", "social") else "positives"
+        assert (cfg.scenarios[s].get("history") or {}).get("feedback", "positives") == want
